@@ -1,0 +1,66 @@
+"""Content digests: parsing the `algorithm:hex` form and hashing bytes as they stream.
+
+Only sha256 and sha512 are accepted, as the OCI image-spec registers them; any
+other well-formed algorithm is `Unsupported`, anything malformed `DigestInvalid`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from registry.errors import DigestInvalid, Unsupported
+
+_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+# The image-spec's grammar: algorithm-component ([+._-] algorithm-component)* ":" encoded
+_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+
+
+class Hasher(Protocol):
+    """What `hashlib` objects offer that streaming code relies on."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A validated content digest such as `sha256:9f86...`."""
+
+    algorithm: str
+    hex: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse and validate `text`; raise `DigestInvalid` or `Unsupported`."""
+        if not _DIGEST_RE.match(text):
+            raise DigestInvalid(f"invalid digest {text[:200]!r}")
+        algorithm, _, hexpart = text.partition(":")
+        expected = _HEX_LENGTH.get(algorithm)
+        if expected is None:
+            raise Unsupported(f"unsupported digest algorithm {algorithm[:50]!r}")
+        if len(hexpart) != expected or not all(c in "0123456789abcdef" for c in hexpart):
+            raise DigestInvalid(f"invalid {algorithm} digest {text[:200]!r}")
+        return cls(algorithm, hexpart)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        """The digest of `data` (small payloads such as manifests)."""
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> Hasher:
+        """A fresh hasher of this digest's algorithm."""
+        return new_hasher(self.algorithm)
+
+
+def new_hasher(algorithm: str = "sha256") -> Hasher:
+    """A fresh streaming hasher for `algorithm` (sha256 or sha512)."""
+    if algorithm not in _HEX_LENGTH:
+        raise Unsupported(f"unsupported digest algorithm {algorithm!r}")
+    return hashlib.new(algorithm)

@@ -1,0 +1,214 @@
+"""The one exception hierarchy of Cargobay, and the only place that maps it to OCI error codes.
+
+Every error a request can end in is a `RegistryError`. Each class knows the OCI
+error code and the HTTP status it answers with; the error middleware in
+`registry.api.middleware` is the only code that turns them into responses.
+
+    RegistryError                       code                  status
+    ├── BlobUnknown                     BLOB_UNKNOWN          404
+    ├── BlobUploadInvalid               BLOB_UPLOAD_INVALID   400
+    │   └── RangeNotSatisfiable         BLOB_UPLOAD_INVALID   416
+    ├── BlobUploadUnknown               BLOB_UPLOAD_UNKNOWN   404
+    ├── DigestInvalid                   DIGEST_INVALID        400
+    ├── ManifestBlobUnknown             MANIFEST_BLOB_UNKNOWN 400
+    ├── ManifestInvalid                 MANIFEST_INVALID      400
+    ├── ManifestUnknown                 MANIFEST_UNKNOWN      404
+    ├── NameInvalid                     NAME_INVALID          400
+    ├── NameUnknown                     NAME_UNKNOWN          404
+    ├── SizeInvalid                     SIZE_INVALID          400
+    ├── TagInvalid                      TAG_INVALID           400
+    ├── PaginationInvalid               PAGINATION_NUMBER_INVALID 400
+    ├── Unauthorized                    UNAUTHORIZED          401
+    ├── Denied                          DENIED                403
+    ├── Unsupported                     UNSUPPORTED           405
+    ├── PayloadTooLarge                 SIZE_INVALID          413
+    ├── TooManyRequests                 TOOMANYREQUESTS       429
+    └── StorageError                    UNAVAILABLE           503
+        ├── PathNotFound
+        ├── InvalidPath
+        ├── InvalidOffset
+        └── StorageUnsupported
+
+Storage errors carry the name of the driver that raised them, so a log line
+says which backend failed. Services translate the expected ones (a missing
+path is a missing blob); one that escapes to the middleware is a backend fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RegistryError(Exception):
+    """Base of every error Cargobay answers a request with.
+
+    `detail` is optional structured data put in the OCI error body as-is; it
+    must be JSON-serialisable and must never carry credentials.
+    """
+
+    code: ClassVar[str] = "UNKNOWN"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "unknown error"
+
+    def __init__(self, message: str | None = None, detail: Any = None) -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as one entry of the OCI `errors` array."""
+        entry: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            entry["detail"] = self.detail
+        return entry
+
+
+class BlobUnknown(RegistryError):
+    code = "BLOB_UNKNOWN"
+    status = 404
+    default_message = "blob unknown to registry"
+
+
+class BlobUploadInvalid(RegistryError):
+    code = "BLOB_UPLOAD_INVALID"
+    status = 400
+    default_message = "blob upload invalid"
+
+
+class RangeNotSatisfiable(BlobUploadInvalid):
+    """A chunk that does not start where the upload ends, or a Range outside a blob.
+
+    `size` is the current size of the upload or blob, so the response can say
+    where the next chunk must start.
+    """
+
+    status = 416
+    default_message = "requested range not satisfiable"
+
+    def __init__(self, message: str | None = None, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class BlobUploadUnknown(RegistryError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+    status = 404
+    default_message = "blob upload unknown to registry"
+
+
+class DigestInvalid(RegistryError):
+    code = "DIGEST_INVALID"
+    status = 400
+    default_message = "provided digest did not match uploaded content"
+
+
+class ManifestBlobUnknown(RegistryError):
+    code = "MANIFEST_BLOB_UNKNOWN"
+    status = 400
+    default_message = "manifest references a manifest or blob unknown to registry"
+
+
+class ManifestInvalid(RegistryError):
+    code = "MANIFEST_INVALID"
+    status = 400
+    default_message = "manifest invalid"
+
+
+class ManifestUnknown(RegistryError):
+    code = "MANIFEST_UNKNOWN"
+    status = 404
+    default_message = "manifest unknown to registry"
+
+
+class NameInvalid(RegistryError):
+    code = "NAME_INVALID"
+    status = 400
+    default_message = "invalid repository name"
+
+
+class NameUnknown(RegistryError):
+    code = "NAME_UNKNOWN"
+    status = 404
+    default_message = "repository name not known to registry"
+
+
+class SizeInvalid(RegistryError):
+    code = "SIZE_INVALID"
+    status = 400
+    default_message = "provided length did not match content length"
+
+
+class TagInvalid(RegistryError):
+    code = "TAG_INVALID"
+    status = 400
+    default_message = "invalid tag"
+
+
+class PaginationInvalid(RegistryError):
+    code = "PAGINATION_NUMBER_INVALID"
+    status = 400
+    default_message = "invalid number of results requested"
+
+
+class Unauthorized(RegistryError):
+    code = "UNAUTHORIZED"
+    status = 401
+    default_message = "authentication required"
+
+
+class Denied(RegistryError):
+    code = "DENIED"
+    status = 403
+    default_message = "requested access to the resource is denied"
+
+
+class Unsupported(RegistryError):
+    code = "UNSUPPORTED"
+    status = 405
+    default_message = "the operation is unsupported"
+
+
+class PayloadTooLarge(RegistryError):
+    code = "SIZE_INVALID"
+    status = 413
+    default_message = "request body too large"
+
+
+class TooManyRequests(RegistryError):
+    code = "TOOMANYREQUESTS"
+    status = 429
+    default_message = "too many requests"
+
+
+class StorageError(RegistryError):
+    """A storage driver failed; `driver` names the backend.
+
+    Answered as 503 UNAVAILABLE when no service translated it: the request may
+    succeed when retried, and nothing was acknowledged.
+    """
+
+    code = "UNAVAILABLE"
+    status = 503
+    default_message = "storage backend unavailable"
+
+    def __init__(self, driver: str, path: str = "", message: str | None = None) -> None:
+        self.driver = driver
+        self.path = path
+        text = message or self.default_message
+        super().__init__(f"{driver}: {text}" + (f": {path}" if path else ""))
+
+
+class PathNotFound(StorageError):
+    default_message = "path not found"
+
+
+class InvalidPath(StorageError):
+    default_message = "invalid path"
+
+
+class InvalidOffset(StorageError):
+    default_message = "invalid offset"
+
+
+class StorageUnsupported(StorageError):
+    default_message = "operation unsupported by this driver"

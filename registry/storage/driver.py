@@ -1,0 +1,212 @@
+"""The storage-driver interface every backend implements.
+
+A driver stores opaque bytes under slash-separated paths and knows nothing of
+HTTP, manifests or repositories. Paths are absolute (`/docker/registry/v2/...`),
+made of components drawn from `[A-Za-z0-9._-]`; the base class checks every path
+before a driver sees it, so drivers may trust the paths they are given.
+
+The public methods (no underscore) validate and delegate to the protected
+`_`-prefixed methods that a driver implements; a new driver is written against
+the contracts stated on the public methods. Cross-cutting behaviour (metrics,
+limits) belongs in a wrapper driver, not in each backend.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from registry.errors import InvalidOffset, InvalidPath
+
+_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What `stat` and `walk` say of a path; `size` and `modified` are 0 for directories."""
+
+    path: str
+    size: int
+    modified: float
+    is_dir: bool
+
+
+class FileWriter(ABC):
+    """A resumable writer for one path, obtained from `StorageDriver.writer`.
+
+    Bytes written are not guaranteed to be readable at the path until `commit()`.
+    Exactly one of `close()`, `commit()` or `cancel()` ends a writer; any call
+    after that raises `InvalidOffset`. The caller guarantees that at most one
+    writer is open on a path at a time.
+    """
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Bytes written so far, counting those of earlier writers this one resumed."""
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Append `data`. On error, the bytes of this call may or may not be kept."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Persist what was written so that `writer(path, append=True)` resumes at `size`.
+
+        The content stays uncommitted: it may not be readable at the path.
+        """
+
+    @abstractmethod
+    async def commit(self) -> None:
+        """Make the whole content readable at the path. The writer cannot be resumed after."""
+
+    @abstractmethod
+    async def cancel(self) -> None:
+        """Discard everything written, including by earlier writers resumed here."""
+
+
+class StorageDriver(ABC):
+    """An async backend that stores bytes under paths.
+
+    Errors come out as `registry.errors.StorageError` subclasses naming the
+    driver: `PathNotFound` for a missing path, `InvalidPath` for a malformed
+    one, `InvalidOffset` for a read or resume past the end, and plain
+    `StorageError` for a backend fault (after the driver's own retries).
+    """
+
+    #: Short name used in errors and logs, e.g. "filesystem" or "s3".
+    name: str = "driver"
+
+    async def open(self) -> None:
+        """Acquire long-lived resources (client sessions). Called once before use."""
+
+    async def close(self) -> None:
+        """Release what `open` acquired. The driver is not used afterwards."""
+
+    def check_path(self, path: str) -> str:
+        """Return `path` if it is a valid driver path, else raise `InvalidPath`."""
+        if not _PATH_RE.fullmatch(path) or "/../" in f"{path}/" or "/./" in f"{path}/":
+            raise InvalidPath(self.name, path[:300])
+        return path
+
+    async def get_content(self, path: str) -> bytes:
+        """The whole content at `path`; meant for small objects (links, manifests).
+
+        Raises `PathNotFound` if nothing was committed there.
+        """
+        return await self._get_content(self.check_path(path))
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Store `data` at `path`, replacing what was there, atomically.
+
+        A concurrent reader sees either the old content or the new, never a
+        mix or a partial write; on error the old content is left in place.
+        """
+        await self._put_content(self.check_path(path), data)
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """A stream of the content at `path` from `offset`, `length` bytes or to the end.
+
+        `PathNotFound` and `InvalidOffset` (offset beyond the size) are raised
+        by this call, before any byte is produced, so an HTTP layer can still
+        answer with an error status. The caller exhausts the stream or calls
+        its `aclose()`; chunks are of driver-chosen size.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidOffset(self.name, path)
+        return await self._reader(self.check_path(path), offset, length)
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        """A writer for `path`: a fresh one, or with `append` one resuming a closed writer.
+
+        `append=True` on a path with no closed writer raises `PathNotFound`.
+        A fresh writer discards any uncommitted content of an earlier writer.
+        """
+        return await self._writer(self.check_path(path), append)
+
+    async def stat(self, path: str) -> FileInfo:
+        """Information on a committed file or a directory; `PathNotFound` if neither."""
+        return await self._stat(self.check_path(path))
+
+    async def list(self, path: str) -> builtins.list[str]:
+        """Full paths of the direct children of directory `path`, sorted.
+
+        Raises `PathNotFound` if the directory does not exist (is empty).
+        """
+        return await self._list(self.check_path(path))
+
+    def walk(self, path: str, start_after: str | None = None) -> AsyncIterator[FileInfo]:
+        """Every committed file below `path`, recursively, in ascending byte order of path.
+
+        Directories are not yielded. With `start_after`, only files whose path
+        sorts after it are yielded (a resumable listing). A missing `path`
+        yields nothing.
+        """
+        return self._walk(self.check_path(path), start_after)
+
+    async def move(self, source: str, dest: str) -> None:
+        """Move committed content from `source` to `dest`, replacing `dest`.
+
+        `dest` appears whole or not at all. Raises `PathNotFound` if `source`
+        is missing; on error `source` is left in place.
+        """
+        await self._move(self.check_path(source), self.check_path(dest))
+
+    async def delete(self, path: str) -> None:
+        """Delete the file at `path`, or the directory and everything below it.
+
+        Raises `PathNotFound` if there is nothing at `path`.
+        """
+        await self._delete(self.check_path(path))
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        """A URL a client may fetch the content from directly, or None to be served by us.
+
+        A driver that returns a URL takes responsibility for its expiry; the
+        content must exist (the caller has checked).
+        """
+        return await self._redirect_url(self.check_path(path), method)
+
+    def local_file(self, path: str) -> str | None:
+        """The local filesystem path holding the content, if any, for zero-copy serving."""
+        return self._local_file(self.check_path(path))
+
+    def _local_file(self, path: str) -> str | None:
+        return None
+
+    async def _redirect_url(self, path: str, method: str) -> str | None:
+        return None
+
+    @abstractmethod
+    async def _get_content(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    async def _put_content(self, path: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def _reader(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]: ...
+
+    @abstractmethod
+    async def _writer(self, path: str, append: bool) -> FileWriter: ...
+
+    @abstractmethod
+    async def _stat(self, path: str) -> FileInfo: ...
+
+    @abstractmethod
+    async def _list(self, path: str) -> builtins.list[str]: ...
+
+    @abstractmethod
+    def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]: ...
+
+    @abstractmethod
+    async def _move(self, source: str, dest: str) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, path: str) -> None: ...

@@ -1,0 +1,370 @@
+"""A storage driver keeping content in files under a local directory.
+
+Driver path `/a/b` is the file `<root>/a/b`, so a tree written by
+Distribution's filesystem driver is served as-is. Lookups of one file (`stat`,
+`open`) and reads of small files run on the event loop: served from the page
+cache they take microseconds, a tenth of a worker-thread round trip.
+Everything else runs in worker threads: large reads, directory scans, and
+every write, because the kernel may throttle a write for as long as it takes
+to flush dirty pages.
+
+Names that are not valid driver path components (`put_content`'s temporary
+files, `lost+found`) are invisible to `list` and `walk`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from io import FileIO
+from pathlib import Path
+
+from registry.errors import InvalidOffset, PathNotFound, StorageError
+from registry.storage.driver import FileInfo, FileWriter, StorageDriver
+
+#: Files up to this size are read on the event loop rather than in a thread.
+INLINE_READ_MAX = 64 * 1024
+
+#: Bytes per chunk yielded by `reader`.
+CHUNK_SIZE = 1024 * 1024
+
+_COMPONENT_RE = re.compile(r"[A-Za-z0-9._-]+")
+
+# What the OS raises when a lookup finds no file at a path: the path is
+# absent, a parent is a file, or a directory sits where a file was expected.
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class FilesystemDriver(StorageDriver):
+    """Stores content as files below `root`, which `open()` creates if needed.
+
+    Uncommitted content of a writer sits at its final path, so `stat`, `list`
+    and `walk` see it like committed content, and `writer(append=True)`
+    resumes committed content too. An empty directory left behind by `delete`
+    is reported by `stat` but `list` raises `PathNotFound` for it, as for a
+    missing one. Nothing is fsynced: content survives the process, not a
+    power cut.
+    """
+
+    name = "filesystem"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = os.path.abspath(root)
+
+    async def open(self) -> None:
+        """Create the root directory if it does not exist."""
+        await asyncio.to_thread(os.makedirs, self.root, exist_ok=True)
+
+    def _local_file(self, path: str) -> str | None:
+        full = self._full(path)
+        try:
+            return full if stat.S_ISREG(os.stat(full).st_mode) else None
+        except OSError:
+            return None
+
+    def _full(self, path: str) -> str:
+        # check_path admits no `.`/`..` components, so the result stays under root.
+        return self.root + path
+
+    async def _get_content(self, path: str) -> bytes:
+        full = self._full(path)
+        with _lookup_errors(self.name, path):
+            data = _read_if_small(full)
+            if data is None:
+                data = await asyncio.to_thread(Path(full).read_bytes)
+        return data
+
+    async def _put_content(self, path: str, data: bytes) -> None:
+        with _storage_errors(self.name, path):
+            await asyncio.to_thread(_replace_file, self._full(path), data)
+
+    async def _reader(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        full = self._full(path)
+        with _lookup_errors(self.name, path):
+            info = os.stat(full)
+        if stat.S_ISDIR(info.st_mode):
+            raise PathNotFound(self.name, path)
+        if offset > info.st_size:
+            raise InvalidOffset(self.name, path)
+        return self._chunks(path, offset, length)
+
+    async def _chunks(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        # Opened on first iteration, not by `reader`: a stream closed before
+        # it started runs no code, so a file opened earlier would leak.
+        with _lookup_errors(self.name, path):
+            file = FileIO(self._full(path), "r")
+        loop = asyncio.get_running_loop()
+        read: asyncio.Future[bytes] | None = None
+        remaining = length
+        try:
+            file.seek(offset)
+            while remaining is None or remaining > 0:
+                size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+                read = loop.run_in_executor(None, file.read, size)
+                # Shielded so that, if the consumer is cancelled, `read` stays
+                # pending until its thread really ends; see the `finally`.
+                with _storage_errors(self.name, path):
+                    chunk = await asyncio.shield(read)
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            if read is None or read.done():
+                file.close()
+            else:
+                # Closing under a running read could let the descriptor number
+                # be reused and that thread read from someone else's file.
+                read.add_done_callback(lambda done: _close_after(done, file))
+
+    async def _writer(self, path: str, append: bool) -> FileWriter:
+        full = self._full(path)
+        if append:
+            with _lookup_errors(self.name, path):
+                info = os.stat(full)
+            if not stat.S_ISREG(info.st_mode):
+                raise PathNotFound(self.name, path)
+            return _FileWriter(self, path, full, info.st_size)
+        # Created now, not on the first write, so that a writer closed before
+        # writing anything can be resumed.
+        with _storage_errors(self.name, path):
+            await asyncio.to_thread(_truncate, full)
+        return _FileWriter(self, path, full, 0)
+
+    async def _stat(self, path: str) -> FileInfo:
+        with _lookup_errors(self.name, path):
+            info = os.stat(self._full(path))
+        if stat.S_ISDIR(info.st_mode):
+            return FileInfo(path, 0, 0.0, True)
+        return FileInfo(path, info.st_size, info.st_mtime, False)
+
+    async def _list(self, path: str) -> list[str]:
+        with _lookup_errors(self.name, path):
+            names = await asyncio.to_thread(_child_names, self._full(path))
+        if not names:
+            raise PathNotFound(self.name, path)
+        return sorted(f"{path}/{name}" for name in names)
+
+    async def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
+        # A stack of the unvisited entries of each open directory: memory is
+        # one listing per level, not the tree.
+        stack = [iter(await self._scan(path))]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+            elif isinstance(entry, FileInfo):
+                if start_after is None or entry.path > start_after:
+                    yield entry
+            else:
+                prefix = f"{entry}/"
+                # Every path below starts with `prefix`; if `start_after` sorts
+                # after `prefix` but does not start with it, all of them sort
+                # before it and the directory need not be read.
+                if start_after is None or start_after < prefix or start_after.startswith(prefix):
+                    stack.append(iter(await self._scan(entry)))
+
+    async def _scan(self, path: str) -> list[FileInfo | str]:
+        """The files (as `FileInfo`) and directories (as paths) in `path`, in walk order."""
+        with _storage_errors(self.name, path):
+            return await asyncio.to_thread(_scan_dir, path, self._full(path))
+
+    async def _move(self, source: str, dest: str) -> None:
+        with _lookup_errors(self.name, source):
+            info = os.stat(self._full(source))
+        # Only files are content; a directory is no more movable than readable.
+        if stat.S_ISDIR(info.st_mode):
+            raise PathNotFound(self.name, source)
+        try:
+            await asyncio.to_thread(_move_file, self._full(source), self._full(dest))
+        except FileNotFoundError as exc:
+            # Deleted since the stat; any other fault is at the destination.
+            raise PathNotFound(self.name, source) from exc
+        except OSError as exc:
+            raise StorageError(self.name, dest, exc.strerror) from exc
+
+    async def _delete(self, path: str) -> None:
+        with _lookup_errors(self.name, path):
+            await asyncio.to_thread(_delete_tree, self._full(path))
+
+
+class _FileWriter(FileWriter):
+    """Appends to the file at the final path; committing it has nothing left to do.
+
+    Each write opens the file for itself, so the writer holds no descriptor: a
+    writer abandoned without `close()`, or a write cancelled while its thread
+    runs, leaks nothing.
+    """
+
+    def __init__(self, driver: FilesystemDriver, path: str, full: str, size: int) -> None:
+        self._driver = driver
+        self._path = path
+        self._full = full
+        self._size = size
+        self._ended = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes) -> None:
+        self._check_open()
+        # Counted in the thread as bytes land, so `size` stays exact after a
+        # partial failure.
+        with _storage_errors(self._driver.name, self._path):
+            await asyncio.to_thread(self._append, data)
+
+    def _append(self, data: bytes) -> None:
+        # No O_CREAT: if the file was deleted under the writer, fail rather
+        # than start a file holding only the tail.
+        fd = os.open(self._full, os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                self._size += written
+                view = view[written:]
+        finally:
+            os.close(fd)
+
+    async def close(self) -> None:
+        self._end()
+
+    async def commit(self) -> None:
+        self._end()
+
+    async def cancel(self) -> None:
+        self._end()
+        with _storage_errors(self._driver.name, self._path):
+            await asyncio.to_thread(_remove_if_present, self._full)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise InvalidOffset(self._driver.name, self._path)
+
+    def _end(self) -> None:
+        self._check_open()
+        self._ended = True
+
+
+@contextmanager
+def _lookup_errors(driver: str, path: str) -> Iterator[None]:
+    """Raise `PathNotFound` for a missing file, `StorageError` for other OS errors."""
+    try:
+        yield
+    except _MISSING as exc:
+        raise PathNotFound(driver, path) from exc
+    except OSError as exc:
+        raise StorageError(driver, path, exc.strerror) from exc
+
+
+@contextmanager
+def _storage_errors(driver: str, path: str) -> Iterator[None]:
+    """Raise `StorageError` for any OS error: a write never answers "not found"."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(driver, path, exc.strerror) from exc
+
+
+def _close_after(read: asyncio.Future[bytes], file: FileIO) -> None:
+    file.close()
+    # Retrieved so that asyncio does not log the abandoned read's error.
+    if not read.cancelled():
+        read.exception()
+
+
+def _read_if_small(full: str) -> bytes | None:
+    """The content of file `full` if it is at most `INLINE_READ_MAX` bytes, else None.
+
+    A larger file is for a thread to reopen and read: were this descriptor
+    shared with the thread, a cancelled caller could close it under the read.
+    """
+    with open(full, "rb") as file:
+        if os.fstat(file.fileno()).st_size <= INLINE_READ_MAX:
+            return file.read()
+    return None
+
+
+def _replace_file(full: str, data: bytes) -> None:
+    parent = os.path.dirname(full)
+    os.makedirs(parent, exist_ok=True)
+    # A fresh random name per call, so concurrent writers never share a
+    # temporary file; `~` keeps it out of `list` and `walk`.
+    temp = os.path.join(parent, f"~tmp-{secrets.token_hex(8)}")
+    try:
+        with open(temp, "xb") as file:
+            file.write(data)
+        os.replace(temp, full)
+    except BaseException:
+        _remove_if_present(temp)
+        raise
+
+
+def _truncate(full: str) -> None:
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "wb"):
+        pass
+
+
+def _child_names(full: str) -> list[str]:
+    with os.scandir(full) as entries:
+        return [entry.name for entry in entries if _COMPONENT_RE.fullmatch(entry.name)]
+
+
+def _scan_dir(path: str, full: str) -> list[FileInfo | str]:
+    """Entries of directory `full`, sorted so that walking them gives byte order.
+
+    A directory `d` sorts as `d/`, the prefix of every path below it: `d-x`
+    then comes before `d/x`, since `-` and `.` sort before `/`. A missing
+    directory has no entries.
+    """
+    keyed: list[tuple[str, FileInfo | str]] = []
+    try:
+        with os.scandir(full) as entries:
+            for entry in entries:
+                if not _COMPONENT_RE.fullmatch(entry.name):
+                    continue
+                child = f"{path}/{entry.name}"
+                # Links to directories are not followed, so a cycle cannot
+                # make a walk endless.
+                if entry.is_dir(follow_symlinks=False):
+                    keyed.append((f"{entry.name}/", child))
+                elif entry.is_file():
+                    try:
+                        info = entry.stat()
+                    except FileNotFoundError:
+                        continue  # deleted since the scan
+                    keyed.append((entry.name, FileInfo(child, info.st_size, info.st_mtime, False)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    keyed.sort(key=lambda pair: pair[0])
+    return [item for _, item in keyed]
+
+
+def _move_file(source: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    os.replace(source, dest)
+
+
+def _delete_tree(full: str) -> None:
+    if stat.S_ISDIR(os.lstat(full).st_mode):
+        shutil.rmtree(full)
+    else:
+        os.unlink(full)
+
+
+def _remove_if_present(full: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(full)
