@@ -14,6 +14,7 @@ from typing import Protocol
 from registry.errors import DigestInvalid, Unsupported
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_HEX_RE = {name: re.compile(f"[0-9a-f]{{{length}}}") for name, length in _HEX_LENGTH.items()}
 # The image-spec's grammar: algorithm-component ([+._-] algorithm-component)* ":" encoded
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 
@@ -42,10 +43,10 @@ class Digest:
         if not _DIGEST_RE.match(text):
             raise DigestInvalid(f"invalid digest {text[:200]!r}")
         algorithm, _, hexpart = text.partition(":")
-        expected = _HEX_LENGTH.get(algorithm)
-        if expected is None:
+        hex_re = _HEX_RE.get(algorithm)
+        if hex_re is None:
             raise Unsupported(f"unsupported digest algorithm {algorithm[:50]!r}")
-        if len(hexpart) != expected or not all(c in "0123456789abcdef" for c in hexpart):
+        if not hex_re.fullmatch(hexpart):
             raise DigestInvalid(f"invalid {algorithm} digest {text[:200]!r}")
         return cls(algorithm, hexpart)
 
