@@ -23,6 +23,7 @@ error code and the HTTP status it answers with; the error middleware in
     ├── Unsupported                     UNSUPPORTED           405
     ├── PayloadTooLarge                 SIZE_INVALID          413
     ├── TooManyRequests                 TOOMANYREQUESTS       429
+    ├── ClientGone                      BLOB_UPLOAD_INVALID   400
     └── StorageError                    UNAVAILABLE           503
         ├── PathNotFound
         ├── InvalidPath
@@ -178,6 +179,14 @@ class TooManyRequests(RegistryError):
     code = "TOOMANYREQUESTS"
     status = 429
     default_message = "too many requests"
+
+
+class ClientGone(RegistryError):
+    """The client closed the connection before its request body was complete."""
+
+    code = "BLOB_UPLOAD_INVALID"
+    status = 400
+    default_message = "connection closed before the request body was complete"
 
 
 class StorageError(RegistryError):

@@ -1,0 +1,41 @@
+"""What every handler needs from a request: the registry, the repository name, the body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from registry.reference import validate_name
+from registry.storage.registry import Registry
+
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+
+# Bodies are handed to storage in pieces of about this size: large enough that
+# a disk or S3 write per piece is cheap, small enough to bound memory per request.
+BODY_PIECE = 1024 * 1024
+
+
+def registry_of(request: web.Request) -> Registry:
+    """The registry serving `request`."""
+    return request.app[REGISTRY]
+
+
+def repository_name(request: web.Request) -> str:
+    """The repository named in the URL, checked against the spec's grammar."""
+    return validate_name(request.match_info["name"])
+
+
+async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as a stream of pieces of about `BODY_PIECE` bytes."""
+    pending = bytearray()
+    async for data in request.content.iter_any():
+        if not pending and len(data) >= BODY_PIECE:
+            yield data
+            continue
+        pending += data
+        if len(pending) >= BODY_PIECE:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)

@@ -1,0 +1,120 @@
+"""`/v2/<name>/blobs/uploads/`: pushing blobs, monolithic, chunked or by mount.
+
+POST   /v2/<name>/blobs/uploads/?digest=D      whole blob in one request -> 201
+POST   /v2/<name>/blobs/uploads/?mount=D&from=R  link from another repository -> 201,
+                                              or a new session if R lacks it -> 202
+POST   /v2/<name>/blobs/uploads/               open a session -> 202 + Location
+PATCH  /v2/<name>/blobs/uploads/<id>           append a chunk (Content-Range checked) -> 202
+PUT    /v2/<name>/blobs/uploads/<id>?digest=D  last chunk (optional) and verify -> 201
+GET    /v2/<name>/blobs/uploads/<id>           progress -> 204 + Range
+DELETE /v2/<name>/blobs/uploads/<id>           cancel -> 204
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.api.context import body_pieces, registry_of, repository_name
+from registry.digest import Digest
+from registry.errors import BlobUploadInvalid, DigestInvalid, NameInvalid
+from registry.reference import validate_name
+from registry.storage.blobs import BlobInfo
+
+
+async def start_upload(request: web.Request) -> web.Response:
+    """Open a session, or complete a monolithic upload or a cross-repository mount."""
+    name = repository_name(request)
+    registry = registry_of(request)
+    mount = request.query.get("mount")
+    if mount is not None:
+        digest = Digest.parse(mount)
+        source = request.query.get("from")
+        blob = None
+        if source:
+            try:
+                blob = await registry.blobs.mount(name, digest, validate_name(source))
+            except NameInvalid:
+                blob = None  # an unusable source is no mount: fall back to an upload
+        if blob is not None:
+            return _created(name, blob)
+    elif "digest" in request.query:
+        digest = Digest.parse(request.query["digest"])
+        return _created(name, await registry.uploads.put(name, digest, body_pieces(request)))
+    upload_id = await registry.uploads.start(name)
+    return _in_progress(name, upload_id, 0)
+
+
+async def patch_upload(request: web.Request) -> web.Response:
+    """Append the body to the session; a `Content-Range` must start where the upload ends."""
+    name = repository_name(request)
+    upload_id = request.match_info["upload_id"]
+    start: int | None = None
+    length: int | None = None
+    content_range = request.headers.get("Content-Range")
+    if content_range:
+        start, length = _parse_content_range(content_range)
+    size = await registry_of(request).uploads.append(
+        name, upload_id, body_pieces(request), start, length
+    )
+    return _in_progress(name, upload_id, size)
+
+
+async def finish_upload(request: web.Request) -> web.Response:
+    """Append the optional last chunk, verify `?digest=` and publish the blob: 201."""
+    name = repository_name(request)
+    upload_id = request.match_info["upload_id"]
+    raw = request.query.get("digest")
+    if not raw:
+        raise DigestInvalid("the digest query parameter is required to finish an upload")
+    digest = Digest.parse(raw)
+    body = body_pieces(request) if request.body_exists else None
+    blob = await registry_of(request).uploads.finish(name, upload_id, digest, body)
+    return _created(name, blob)
+
+
+async def upload_status(request: web.Request) -> web.Response:
+    """Where the session stands: 204 with its `Range`."""
+    name = repository_name(request)
+    upload_id = request.match_info["upload_id"]
+    size = await registry_of(request).uploads.size(name, upload_id)
+    response = _in_progress(name, upload_id, size)
+    response.set_status(204)
+    return response
+
+
+async def cancel_upload(request: web.Request) -> web.Response:
+    """Abandon the session and its bytes: 204."""
+    name = repository_name(request)
+    await registry_of(request).uploads.cancel(name, request.match_info["upload_id"])
+    return web.Response(status=204)
+
+
+def _created(name: str, blob: BlobInfo) -> web.Response:
+    return web.Response(
+        status=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{blob.digest}",
+            "Docker-Content-Digest": str(blob.digest),
+        },
+    )
+
+
+def _in_progress(name: str, upload_id: str, size: int) -> web.Response:
+    return web.Response(
+        status=202,
+        headers={
+            "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+            "Docker-Upload-UUID": upload_id,
+            # The spec's inclusive range of bytes received; "0-0" when none yet.
+            "Range": f"0-{max(size - 1, 0)}",
+        },
+    )
+
+
+def _parse_content_range(value: str) -> tuple[int, int]:
+    """`<start>-<end>` (optionally `bytes ` and `/total`) as (start, length)."""
+    text = value.strip().removeprefix("bytes ").partition("/")[0]
+    first, sep, last = text.partition("-")
+    if not (sep and first.isdigit() and last.isdigit()) or int(last) < int(first):
+        raise BlobUploadInvalid(f"malformed Content-Range {value[:100]!r}")
+    return int(first), int(last) - int(first) + 1

@@ -1,0 +1,226 @@
+"""Blob upload sessions: bytes stream into storage, the digest is computed as they flow.
+
+A session lives in storage under the repository's `_uploads/<id>/`, so it
+survives a restart and can be continued by any process sharing the storage.
+The running hash lives in this process only; when a session is finished by a
+process that did not see all of its bytes (a restart, another replica), the
+digest is verified by reading the uploaded bytes back once, still as a stream.
+
+Whatever goes wrong, nothing becomes visible under a digest it does not match:
+content is verified before it is moved into the blob store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+
+from registry.digest import Digest, Hasher, new_hasher
+from registry.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    PathNotFound,
+    RangeNotSatisfiable,
+    SizeInvalid,
+)
+from registry.storage import layout
+from registry.storage.blobs import BlobInfo, BlobStore
+from registry.storage.driver import FileWriter, StorageDriver
+
+_UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Running hashes kept for sessions in progress; past this many the oldest are
+# dropped and verified by re-reading at finish, so abandoned sessions cannot
+# grow memory without bound.
+_MAX_TRACKED_SESSIONS = 10_000
+_HASH_ALGORITHM = "sha256"
+
+
+@dataclass(slots=True)
+class _Session:
+    """What this process knows of an upload in progress."""
+
+    hasher: Hasher | None
+    hashed: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class UploadStore:
+    """Starts, appends to, finishes and cancels blob uploads."""
+
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self._driver = driver
+        self._blobs = blobs
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+
+    async def start(self, name: str) -> str:
+        """Open an upload session in repository `name`; return its unguessable id."""
+        upload_id = str(uuid.uuid4())
+        started = datetime.datetime.now(datetime.UTC).isoformat().encode()
+        await self._driver.put_content(layout.upload_started_at(name, upload_id), started)
+        writer = await self._driver.writer(layout.upload_data(name, upload_id))
+        await writer.close()
+        self._track(upload_id, _Session(new_hasher(_HASH_ALGORITHM)))
+        return upload_id
+
+    async def size(self, name: str, upload_id: str) -> int:
+        """Bytes received so far by the session; `BlobUploadUnknown` if there is none."""
+        async with self._session(upload_id).lock:
+            writer = await self._resume(name, upload_id)
+            await writer.close()
+            return writer.size
+
+    async def append(
+        self,
+        name: str,
+        upload_id: str,
+        body: AsyncIterable[bytes],
+        start: int | None = None,
+        length: int | None = None,
+    ) -> int:
+        """Append a chunk to the session; return the new size.
+
+        With `start`, the chunk must begin where the upload ends, else
+        `RangeNotSatisfiable` carries the current size. With `length`, the
+        body must be exactly that long, else `SizeInvalid`. When the body
+        ends early some of its bytes may have been kept: the size the session
+        reports afterwards says where the client must resume.
+        """
+        session = self._session(upload_id)
+        async with session.lock:
+            writer = await self._resume(name, upload_id)
+            try:
+                if start is not None and start != writer.size:
+                    raise RangeNotSatisfiable(
+                        f"chunk starts at {start}, upload is at {writer.size}", size=writer.size
+                    )
+                before = writer.size
+                await self._write(session, writer, body)
+                if length is not None and writer.size - before != length:
+                    raise SizeInvalid(
+                        f"Content-Range announced {length} bytes, body had {writer.size - before}"
+                    )
+            finally:
+                await writer.close()
+            return writer.size
+
+    async def finish(
+        self, name: str, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None
+    ) -> BlobInfo:
+        """Append the last chunk (if any), verify `digest` and make the blob visible in `name`.
+
+        On `DigestInvalid` the session is removed and nothing is stored under
+        the digest.
+        """
+        session = self._session(upload_id)
+        async with session.lock:
+            writer = await self._resume(name, upload_id)
+            try:
+                if body is not None:
+                    await self._write(session, writer, body)
+            except BaseException:
+                await writer.close()
+                raise
+            await writer.commit()
+            data_path = layout.upload_data(name, upload_id)
+            try:
+                info = await self._publish(name, data_path, digest, writer.size, session)
+            finally:
+                self._sessions.pop(upload_id, None)
+                await self._remove(name, upload_id)
+            return info
+
+    async def put(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobInfo:
+        """A whole blob in one request (monolithic upload): stream, verify, publish."""
+        upload_id = str(uuid.uuid4())
+        session = _Session(digest.hasher())
+        writer = await self._driver.writer(layout.upload_data(name, upload_id))
+        try:
+            try:
+                await self._write(session, writer, body)
+            except BaseException:
+                await writer.cancel()
+                raise
+            await writer.commit()
+            return await self._publish(
+                name, layout.upload_data(name, upload_id), digest, writer.size, session
+            )
+        finally:
+            await self._remove(name, upload_id)
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        """Abandon the session and discard its bytes; `BlobUploadUnknown` if there is none."""
+        async with self._session(upload_id).lock:
+            writer = await self._resume(name, upload_id)
+            await writer.cancel()
+            self._sessions.pop(upload_id, None)
+            await self._remove(name, upload_id)
+
+    async def _write(
+        self, session: _Session, writer: FileWriter, body: AsyncIterable[bytes]
+    ) -> None:
+        in_step = session.hasher is not None and session.hashed == writer.size
+        try:
+            async for chunk in body:
+                await writer.write(chunk)
+                if in_step and session.hasher is not None:
+                    session.hasher.update(chunk)
+                    session.hashed += len(chunk)
+        except BaseException:
+            # We cannot know which bytes of the failed call were kept.
+            session.hasher = None
+            raise
+        if not in_step:
+            session.hasher = None
+
+    async def _publish(
+        self, name: str, data_path: str, digest: Digest, size: int, session: _Session
+    ) -> BlobInfo:
+        hasher = session.hasher
+        if hasher is None or session.hashed != size or digest.algorithm != _algorithm_of(hasher):
+            hasher = digest.hasher()
+            stream = await self._driver.reader(data_path)
+            async for chunk in stream:
+                hasher.update(chunk)
+        if hasher.hexdigest() != digest.hex:
+            raise DigestInvalid(detail={"digest": str(digest)})
+        if await self._blobs.content_size(digest) is None:
+            await self._driver.move(data_path, layout.blob_data(digest))
+        self._blobs.remember_size(digest, size)
+        await self._blobs.link(name, digest)
+        return BlobInfo(digest, size)
+
+    async def _resume(self, name: str, upload_id: str) -> FileWriter:
+        try:
+            return await self._driver.writer(layout.upload_data(name, upload_id), append=True)
+        except PathNotFound as e:
+            self._sessions.pop(upload_id, None)
+            raise BlobUploadUnknown(detail={"upload": upload_id}) from e
+
+    async def _remove(self, name: str, upload_id: str) -> None:
+        with contextlib.suppress(PathNotFound):
+            await self._driver.delete(layout.upload_dir(name, upload_id))
+
+    def _session(self, upload_id: str) -> _Session:
+        """This process's record of `upload_id`, made empty if it has none."""
+        if not _UPLOAD_ID_RE.match(upload_id):
+            raise BlobUploadUnknown(detail={"upload": upload_id[:100]})
+        session = self._sessions.get(upload_id)
+        if session is None:
+            session = _Session(hasher=None)
+            self._track(upload_id, session)
+        return session
+
+    def _track(self, upload_id: str, session: _Session) -> None:
+        self._sessions[upload_id] = session
+        if len(self._sessions) > _MAX_TRACKED_SESSIONS:
+            self._sessions.popitem(last=False)
+
+
+def _algorithm_of(hasher: Hasher) -> str:
+    return str(getattr(hasher, "name", ""))

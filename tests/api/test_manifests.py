@@ -1,0 +1,299 @@
+"""Manifest push, pull, delete: every format, references checked, errors to the spec."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp.test_utils import TestClient
+
+from registry.config import Config, StorageConfig
+from tests.api.conftest import ClientFactory
+from tests.api.oci import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    descriptor,
+    digest_of,
+    error_codes,
+    push_blob,
+    push_image,
+    put_manifest,
+)
+
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+BUILDKIT_CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
+
+
+class TestPutAndGet:
+    async def test_put_by_tag_returns_201_and_get_returns_exact_bytes(
+        self, client: TestClient
+    ) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        response = await client.get("/v2/lib/app/manifests/v1")
+        assert response.status == 200
+        assert await response.read() == image.manifest
+        assert response.headers["Content-Type"] == OCI_MANIFEST
+        assert response.headers["Docker-Content-Digest"] == digest_of(image.manifest)
+
+    async def test_put_returns_location_and_digest(self, client: TestClient) -> None:
+        config = await push_blob(client, "lib/app", b"{}")
+        body = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
+                "layers": [],
+            }
+        )
+        response = await client.put(
+            "/v2/lib/app/manifests/v1", data=body, headers={"Content-Type": OCI_MANIFEST}
+        )
+        assert response.status == 201
+        assert response.headers["Docker-Content-Digest"] == digest_of(body)
+        assert response.headers["Location"] == f"/v2/lib/app/manifests/{digest_of(body)}"
+
+    async def test_get_by_digest_and_head_by_tag(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        by_digest = await client.get(f"/v2/lib/app/manifests/{image.digest}")
+        assert await by_digest.read() == image.manifest
+        head = await client.head("/v2/lib/app/manifests/v1")
+        assert head.status == 200
+        assert head.headers["Content-Length"] == str(len(image.manifest))
+        assert head.headers["Docker-Content-Digest"] == image.digest
+        assert head.headers["Content-Type"] == OCI_MANIFEST
+
+    async def test_put_by_digest_without_tag(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", None)
+        response = await client.get(f"/v2/lib/app/manifests/{image.digest}")
+        assert response.status == 200
+
+    async def test_put_by_wrong_digest_returns_digest_invalid(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        wrong = digest_of(b"other")
+        response = await client.put(
+            f"/v2/lib/app/manifests/{wrong}",
+            data=image.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status == 400
+        assert await error_codes(response) == ["DIGEST_INVALID"]
+
+    async def test_retagging_moves_the_tag(self, client: TestClient) -> None:
+        await push_image(client, "lib/app", "latest", [b"one"])
+        second = await push_image(client, "lib/app", "latest", [b"two"])
+        response = await client.head("/v2/lib/app/manifests/latest")
+        assert response.headers["Docker-Content-Digest"] == second.digest
+
+    async def test_docker_schema2_and_manifest_list_round_trip(self, client: TestClient) -> None:
+        config = b'{"architecture":"arm64","os":"linux"}'
+        layer = b"docker layer"
+        await push_blob(client, "lib/docker", config)
+        await push_blob(client, "lib/docker", layer)
+        manifest = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_V2,
+                "config": descriptor(DOCKER_CONFIG, config),
+                "layers": [descriptor(DOCKER_LAYER, layer)],
+            }
+        )
+        digest = await put_manifest(client, "lib/docker", "arm64", manifest, DOCKER_V2)
+        listing = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_LIST,
+                "manifests": [
+                    descriptor(
+                        DOCKER_V2, manifest, platform={"architecture": "arm64", "os": "linux"}
+                    )
+                ],
+            }
+        )
+        await put_manifest(client, "lib/docker", "multi", listing, DOCKER_LIST)
+        response = await client.get("/v2/lib/docker/manifests/multi")
+        assert response.headers["Content-Type"] == DOCKER_LIST
+        assert await response.read() == listing
+        assert (await client.get(f"/v2/lib/docker/manifests/{digest}")).status == 200
+
+    async def test_oci_index_of_pushed_manifests_is_accepted(self, client: TestClient) -> None:
+        amd = await push_image(client, "lib/multi", None, [b"amd64 layer"])
+        arm = await push_image(client, "lib/multi", None, [b"arm64 layer"])
+        index = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    descriptor(OCI_MANIFEST, amd.manifest),
+                    descriptor(OCI_MANIFEST, arm.manifest),
+                ],
+            }
+        )
+        await put_manifest(client, "lib/multi", "latest", index, OCI_INDEX)
+        response = await client.get("/v2/lib/multi/manifests/latest")
+        assert response.headers["Content-Type"] == OCI_INDEX
+        assert await response.read() == index
+
+    async def test_buildkit_legacy_cache_index_pointing_at_blobs_is_accepted(
+        self, client: TestClient
+    ) -> None:
+        layer = b"cached layer"
+        cache_config = b'{"layers":[],"records":[]}'
+        await push_blob(client, "ci/cache", layer)
+        await push_blob(client, "ci/cache", cache_config)
+        index = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    descriptor(OCI_LAYER, layer, annotations={"buildkit/createdat": "now"}),
+                    descriptor(BUILDKIT_CACHE_CONFIG, cache_config),
+                ],
+            }
+        )
+        await put_manifest(client, "ci/cache", "buildcache", index, OCI_INDEX)
+        response = await client.get("/v2/ci/cache/manifests/buildcache")
+        assert await response.read() == index
+
+    async def test_buildkit_oci_manifest_cache_is_accepted(self, client: TestClient) -> None:
+        image = await push_image(
+            client, "ci/cache", "cache-oci", [b"l1", b"l2"], config_media_type=BUILDKIT_CACHE_CONFIG
+        )
+        response = await client.get("/v2/ci/cache/manifests/cache-oci")
+        assert await response.read() == image.manifest
+
+
+class TestPutRejections:
+    async def test_missing_layer_returns_manifest_blob_unknown(self, client: TestClient) -> None:
+        config = await push_blob(client, "lib/app", b"{}")
+        body = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
+                "layers": [descriptor(OCI_LAYER, b"never pushed")],
+            }
+        )
+        response = await client.put(
+            "/v2/lib/app/manifests/v1", data=body, headers={"Content-Type": OCI_MANIFEST}
+        )
+        assert response.status == 400
+        assert await error_codes(response) == ["MANIFEST_BLOB_UNKNOWN"]
+        assert (await client.head("/v2/lib/app/manifests/v1")).status == 404
+
+    async def test_index_with_missing_child_returns_manifest_blob_unknown(
+        self, client: TestClient
+    ) -> None:
+        index = orjson.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [descriptor(OCI_MANIFEST, b'{"not":"pushed"}')],
+            }
+        )
+        response = await client.put(
+            "/v2/lib/app/manifests/v1", data=index, headers={"Content-Type": OCI_INDEX}
+        )
+        assert response.status == 400
+        assert await error_codes(response) == ["MANIFEST_BLOB_UNKNOWN"]
+
+    async def test_invalid_json_returns_manifest_invalid(self, client: TestClient) -> None:
+        for body in [b"{not json", b"\xff\xfe", b"[]", b'{"schemaVersion": 2}']:
+            response = await client.put(
+                "/v2/lib/app/manifests/v1", data=body, headers={"Content-Type": OCI_MANIFEST}
+            )
+            assert response.status == 400, body
+            assert await error_codes(response) == ["MANIFEST_INVALID"], body
+
+    async def test_media_type_contradicting_content_type_returns_manifest_invalid(
+        self, client: TestClient
+    ) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        response = await client.put(
+            "/v2/lib/app/manifests/v2", data=image.manifest, headers={"Content-Type": DOCKER_V2}
+        )
+        assert response.status == 400
+        assert await error_codes(response) == ["MANIFEST_INVALID"]
+
+    async def test_manifest_over_4_mib_is_rejected(self, client: TestClient) -> None:
+        body = b'{"schemaVersion":2,"pad":"' + b"x" * (4 * 1024 * 1024) + b'"}'
+        response = await client.put(
+            "/v2/lib/app/manifests/big", data=body, headers={"Content-Type": OCI_MANIFEST}
+        )
+        assert response.status in (400, 413)
+        assert (await error_codes(response))[0] in ("MANIFEST_INVALID", "SIZE_INVALID")
+
+    async def test_invalid_tag_is_rejected(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        response = await client.put(
+            f"/v2/lib/app/manifests/{'t' * 129}",
+            data=image.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status == 400
+
+
+class TestGetErrors:
+    async def test_unknown_tag_returns_manifest_unknown(self, client: TestClient) -> None:
+        response = await client.get("/v2/lib/app/manifests/nope")
+        assert response.status == 404
+        assert await error_codes(response) == ["MANIFEST_UNKNOWN"]
+
+    async def test_unknown_digest_returns_manifest_unknown(self, client: TestClient) -> None:
+        response = await client.head(f"/v2/lib/app/manifests/{digest_of(b'x')}")
+        assert response.status == 404
+
+    async def test_manifest_of_another_repository_is_not_visible(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/one", "v1")
+        response = await client.get(f"/v2/lib/two/manifests/{image.digest}")
+        assert response.status == 404
+
+
+class TestDelete:
+    async def test_delete_tag_keeps_the_manifest(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        assert (await client.delete("/v2/lib/app/manifests/v1")).status == 202
+        assert (await client.head("/v2/lib/app/manifests/v1")).status == 404
+        assert (await client.head(f"/v2/lib/app/manifests/{image.digest}")).status == 200
+
+    async def test_delete_by_digest_removes_manifest_and_its_tags(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        await put_manifest(client, "lib/app", "v1-alias", image.manifest)
+        assert (await client.delete(f"/v2/lib/app/manifests/{image.digest}")).status == 202
+        for reference in ["v1", "v1-alias", image.digest]:
+            assert (await client.head(f"/v2/lib/app/manifests/{reference}")).status == 404
+        tags = await client.get("/v2/lib/app/tags/list")
+        assert tags.status in (200, 404)
+
+    async def test_delete_unknown_returns_manifest_unknown(self, client: TestClient) -> None:
+        response = await client.delete("/v2/lib/app/manifests/nope")
+        assert response.status == 404
+        assert await error_codes(response) == ["MANIFEST_UNKNOWN"]
+
+    async def test_delete_when_disabled_returns_405(self, make_client: ClientFactory) -> None:
+        client = await make_client(Config(storage=StorageConfig(delete=False)))
+        await push_image(client, "lib/app", "v1")
+        response = await client.delete("/v2/lib/app/manifests/v1")
+        assert response.status == 405
+        assert await error_codes(response) == ["UNSUPPORTED"]
+
+
+class TestRestart:
+    async def test_everything_pushed_is_served_after_restart(
+        self, make_client: ClientFactory
+    ) -> None:
+        client = await make_client()
+        image = await push_image(client, "lib/app", "v1")
+        await push_image(client, "lib/app", "v2", [b"other"])
+        await client.delete("/v2/lib/app/manifests/v2")
+        client = await make_client()
+        response = await client.get("/v2/lib/app/manifests/v1")
+        assert await response.read() == image.manifest
+        assert response.headers["Content-Type"] == OCI_MANIFEST
+        assert (await client.head("/v2/lib/app/manifests/v2")).status == 404
+        tags = orjson.loads(await (await client.get("/v2/lib/app/tags/list")).read())
+        assert tags == {"name": "lib/app", "tags": ["v1"]}
+        layer = await client.get(f"/v2/lib/app/blobs/{digest_of(image.layers[0])}")
+        assert await layer.read() == image.layers[0]

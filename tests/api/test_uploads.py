@@ -1,0 +1,211 @@
+"""Blob uploads: monolithic, chunked, streamed, mounted, cancelled; digests verified."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp.test_utils import TestClient
+
+from tests.api.oci import digest_of, error_codes, push_blob
+
+
+async def start(client: TestClient, name: str = "team/app") -> str:
+    response = await client.post(f"/v2/{name}/blobs/uploads/")
+    assert response.status == 202
+    assert response.headers["Range"] == "0-0"
+    assert response.headers["Docker-Upload-UUID"]
+    return response.headers["Location"]
+
+
+class TestMonolithicUpload:
+    async def test_post_with_digest_stores_blob_and_returns_201_with_location(
+        self, client: TestClient
+    ) -> None:
+        data = b"hello blob"
+        digest = digest_of(data)
+        response = await client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", data=data)
+        assert response.status == 201
+        assert response.headers["Location"] == f"/v2/team/app/blobs/{digest}"
+        assert response.headers["Docker-Content-Digest"] == digest
+        blob = await client.get(f"/v2/team/app/blobs/{digest}")
+        assert blob.status == 200
+        assert await blob.read() == data
+
+    async def test_post_with_wrong_digest_returns_digest_invalid_and_stores_nothing(
+        self, client: TestClient
+    ) -> None:
+        wrong = digest_of(b"something else")
+        response = await client.post(f"/v2/team/app/blobs/uploads/?digest={wrong}", data=b"x")
+        assert response.status == 400
+        assert await error_codes(response) == ["DIGEST_INVALID"]
+        assert (await client.head(f"/v2/team/app/blobs/{wrong}")).status == 404
+
+    async def test_post_with_malformed_digest_returns_digest_invalid(
+        self, client: TestClient
+    ) -> None:
+        response = await client.post("/v2/team/app/blobs/uploads/?digest=sha256:xyz", data=b"x")
+        assert response.status == 400
+        assert await error_codes(response) == ["DIGEST_INVALID"]
+
+    async def test_sha512_digest_is_verified_and_served(self, client: TestClient) -> None:
+        data = b"sha512 content"
+        digest = "sha512:" + hashlib.sha512(data).hexdigest()
+        response = await client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", data=data)
+        assert response.status == 201
+        blob = await client.get(f"/v2/team/app/blobs/{digest}")
+        assert await blob.read() == data
+
+    async def test_zero_byte_blob_round_trips(self, client: TestClient) -> None:
+        digest = await push_blob(client, "team/app", b"")
+        head = await client.head(f"/v2/team/app/blobs/{digest}")
+        assert head.status == 200
+        assert head.headers["Content-Length"] == "0"
+
+    async def test_post_then_put_with_body_completes_upload(self, client: TestClient) -> None:
+        location = await start(client)
+        data = b"post then put"
+        response = await client.put(f"{location}?digest={digest_of(data)}", data=data)
+        assert response.status == 201
+        assert response.headers["Docker-Content-Digest"] == digest_of(data)
+
+
+class TestChunkedUpload:
+    async def test_chunks_in_order_assemble_the_blob(self, client: TestClient) -> None:
+        location = await start(client)
+        chunks = [b"a" * 1000, b"b" * 3000, b"c" * 7]
+        offset = 0
+        for chunk in chunks:
+            end = offset + len(chunk) - 1
+            response = await client.patch(
+                location,
+                data=chunk,
+                headers={
+                    "Content-Range": f"{offset}-{end}",
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+            assert response.status == 202
+            assert response.headers["Range"] == f"0-{end}"
+            location = response.headers["Location"]
+            offset = end + 1
+        data = b"".join(chunks)
+        response = await client.put(f"{location}?digest={digest_of(data)}")
+        assert response.status == 201
+        blob = await client.get(f"/v2/team/app/blobs/{digest_of(data)}")
+        assert await blob.read() == data
+
+    async def test_streamed_patch_without_content_range_is_accepted(
+        self, client: TestClient
+    ) -> None:
+        location = await start(client)
+        response = await client.patch(location, data=b"streamed")
+        assert response.status == 202
+        assert response.headers["Range"] == "0-7"
+
+    async def test_out_of_order_chunk_returns_416_with_current_range(
+        self, client: TestClient
+    ) -> None:
+        location = await start(client)
+        await client.patch(location, data=b"12345", headers={"Content-Range": "0-4"})
+        response = await client.patch(location, data=b"xx", headers={"Content-Range": "10-11"})
+        assert response.status == 416
+        assert response.headers["Range"] == "0-4"
+        assert await error_codes(response) == ["BLOB_UPLOAD_INVALID"]
+
+    async def test_malformed_content_range_returns_400(self, client: TestClient) -> None:
+        location = await start(client)
+        response = await client.patch(location, data=b"x", headers={"Content-Range": "a-b"})
+        assert response.status == 400
+        assert await error_codes(response) == ["BLOB_UPLOAD_INVALID"]
+
+    async def test_status_reports_bytes_received(self, client: TestClient) -> None:
+        location = await start(client)
+        await client.patch(location, data=b"abc", headers={"Content-Range": "0-2"})
+        response = await client.get(location)
+        assert response.status == 204
+        assert response.headers["Range"] == "0-2"
+        assert response.headers["Docker-Upload-UUID"]
+
+    async def test_finish_with_wrong_digest_returns_digest_invalid_and_ends_session(
+        self, client: TestClient
+    ) -> None:
+        location = await start(client)
+        await client.patch(location, data=b"abc")
+        wrong = digest_of(b"abd")
+        response = await client.put(f"{location}?digest={wrong}")
+        assert response.status == 400
+        assert await error_codes(response) == ["DIGEST_INVALID"]
+        assert (await client.head(f"/v2/team/app/blobs/{wrong}")).status == 404
+        assert (await client.get(location)).status == 404
+
+    async def test_finish_without_digest_returns_digest_invalid(self, client: TestClient) -> None:
+        location = await start(client)
+        response = await client.put(location)
+        assert response.status == 400
+        assert await error_codes(response) == ["DIGEST_INVALID"]
+
+    async def test_upload_continues_after_restart(self, make_client) -> None:  # type: ignore[no-untyped-def]
+        client = await make_client()
+        location = await start(client)
+        await client.patch(location, data=b"first-", headers={"Content-Range": "0-5"})
+        client = await make_client()
+        response = await client.patch(location, data=b"second", headers={"Content-Range": "6-11"})
+        assert response.status == 202
+        data = b"first-second"
+        response = await client.put(f"{location}?digest={digest_of(data)}")
+        assert response.status == 201
+        assert await (await client.get(f"/v2/team/app/blobs/{digest_of(data)}")).read() == data
+
+
+class TestUploadSessions:
+    async def test_cancel_returns_204_and_forgets_the_session(self, client: TestClient) -> None:
+        location = await start(client)
+        assert (await client.delete(location)).status == 204
+        response = await client.get(location)
+        assert response.status == 404
+        assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"]
+
+    async def test_unknown_upload_id_returns_blob_upload_unknown(self, client: TestClient) -> None:
+        response = await client.patch(
+            "/v2/team/app/blobs/uploads/00000000-0000-4000-8000-000000000000", data=b"x"
+        )
+        assert response.status == 404
+        assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"]
+
+    async def test_path_tricks_in_upload_id_return_blob_upload_unknown(
+        self, client: TestClient
+    ) -> None:
+        for upload_id in ["..", "..%2F..%2Fetc", "abc", "%2e%2e"]:
+            response = await client.get(f"/v2/team/app/blobs/uploads/{upload_id}")
+            assert response.status in (404, 400), upload_id
+            assert response.status != 500
+
+    async def test_upload_id_is_bound_to_its_repository(self, client: TestClient) -> None:
+        location = await start(client, "team/app")
+        other = location.replace("/team/app/", "/team/other/")
+        response = await client.patch(other, data=b"x")
+        assert response.status == 404
+        assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"]
+
+
+class TestMount:
+    async def test_mount_from_repository_holding_the_blob_returns_201(
+        self, client: TestClient
+    ) -> None:
+        digest = await push_blob(client, "source/repo", b"shared layer")
+        response = await client.post(
+            f"/v2/target/repo/blobs/uploads/?mount={digest}&from=source/repo"
+        )
+        assert response.status == 201
+        assert response.headers["Location"] == f"/v2/target/repo/blobs/{digest}"
+        assert (await client.head(f"/v2/target/repo/blobs/{digest}")).status == 200
+
+    async def test_mount_from_repository_lacking_the_blob_opens_a_session(
+        self, client: TestClient
+    ) -> None:
+        digest = digest_of(b"nowhere")
+        response = await client.post(
+            f"/v2/target/repo/blobs/uploads/?mount={digest}&from=source/repo"
+        )
+        assert response.status == 202
+        assert "/blobs/uploads/" in response.headers["Location"]
