@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+from tests.manifest.samples import (
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    digest_of,
+)
 
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+__all__ = ["OCI_CONFIG", "OCI_EMPTY", "OCI_INDEX", "OCI_LAYER", "OCI_MANIFEST", "digest_of"]
 
 
 def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:

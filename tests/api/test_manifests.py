@@ -19,12 +19,13 @@ from tests.api.oci import (
     push_image,
     put_manifest,
 )
-
-DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-BUILDKIT_CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
+from tests.manifest.samples import (
+    BUILDKIT_CACHE_CONFIG,
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+)
+from tests.manifest.samples import DOCKER_MANIFEST_LIST as DOCKER_LIST
+from tests.manifest.samples import DOCKER_SCHEMA2 as DOCKER_V2
 
 
 class TestPutAndGet:
