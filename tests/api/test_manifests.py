@@ -19,6 +19,7 @@ from tests.api.oci import (
     push_image,
     put_manifest,
 )
+from tests.manifest import samples
 from tests.manifest.samples import (
     BUILDKIT_CACHE_CONFIG,
     DOCKER_CONFIG,
@@ -298,3 +299,31 @@ class TestRestart:
         assert tags == {"name": "lib/app", "tags": ["v1"]}
         layer = await client.get(f"/v2/lib/app/blobs/{digest_of(image.layers[0])}")
         assert await layer.read() == image.layers[0]
+
+
+class TestSchema1:
+    async def test_unsigned_schema1_is_stored_and_served_as_pushed(
+        self, client: TestClient
+    ) -> None:
+        layer = b"schema1 layer"
+        await push_blob(client, "old/app", layer)
+        body = samples.docker_schema1_manifest([samples.ref(layer)], name="old/app", tag="v1")
+        digest = await put_manifest(client, "old/app", "v1", body, samples.DOCKER_SCHEMA1)
+        assert digest == digest_of(body)
+        response = await client.get("/v2/old/app/manifests/v1")
+        assert response.headers["Content-Type"] == samples.DOCKER_SCHEMA1
+        assert await response.read() == body
+
+    async def test_signed_schema1_is_identified_by_its_canonical_payload(
+        self, client: TestClient
+    ) -> None:
+        layer = b"signed schema1 layer"
+        await push_blob(client, "old/app", layer)
+        payload = samples.docker_schema1_manifest([samples.ref(layer)], name="old/app", tag="v2")
+        signed = samples.sign_schema1(payload)
+        digest = await put_manifest(client, "old/app", "v2", signed, samples.DOCKER_SCHEMA1_SIGNED)
+        assert digest == digest_of(payload)
+        response = await client.get(f"/v2/old/app/manifests/{digest}")
+        assert response.headers["Content-Type"] == samples.DOCKER_SCHEMA1_SIGNED
+        assert response.headers["Docker-Content-Digest"] == digest
+        assert await response.read() == signed
