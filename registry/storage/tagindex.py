@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from registry.digest import Digest
@@ -172,22 +173,25 @@ class TagIndex:
         # every tag that has a current link
         history: dict[tuple[str, str], list[str]] = {}
         current: set[tuple[str, str]] = set()
-        async for info in driver.walk(layout.REPOSITORIES):
-            entry = layout.parse_repository_path(info.path)
+
+        def record(path: str) -> None:
+            entry = layout.parse_repository_path(path)
             if entry is None or entry.kind == "upload":
-                continue
+                return
             if entry.kind == "tag":
                 current.add((entry.name, entry.tag))
-                continue
-            digest = _digest_text(entry.algorithm, entry.hex, info.path)
+                return
+            digest = _digest_text(entry.algorithm, entry.hex, path)
             if digest is None:
-                continue
+                return
             if entry.kind == "layer":
                 index.add_layer(entry.name, digest)
             elif entry.kind == "revision":
                 index.add_manifest(entry.name, digest)
             elif entry.kind == "tag-history":
                 history.setdefault((entry.name, entry.tag), []).append(digest)
+
+        await _walk_repositories(driver, record)
         await index._resolve_tags(driver, {key: history.get(key, []) for key in current})
         repos, tags, manifests = index.counts()
         log.info(
@@ -221,6 +225,37 @@ class TagIndex:
                 self.set_tag(name, tag, digest)
 
         await asyncio.gather(*(read_current(n, t) for n, t in ambiguous))
+
+
+async def _walk_repositories(driver: StorageDriver, record: Callable[[str], None]) -> None:
+    """Call `record` with the path of every manifest and layer link of every repository.
+
+    Repositories are found by listing directories down to the ones holding
+    `_manifests`/`_layers`, and each is walked on its own, concurrently: on S3
+    one flat listing of a large bucket is a long chain of sequential requests,
+    while many short listings run side by side. Upload directories are never
+    walked.
+    """
+    limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+
+    async def visit(directory: str) -> None:
+        async with limit:
+            try:
+                children = await driver.list(directory)
+            except PathNotFound:
+                return
+        nested = []
+        for child in children:
+            leaf = child.rpartition("/")[2]
+            if leaf in ("_manifests", "_layers"):
+                async with limit:
+                    async for info in driver.walk(child):
+                        record(info.path)
+            elif not leaf.startswith("_"):
+                nested.append(child)
+        await asyncio.gather(*(visit(child) for child in nested))
+
+    await visit(layout.REPOSITORIES)
 
 
 def _digest_text(algorithm: str, hexpart: str, path: str) -> str | None:

@@ -32,8 +32,10 @@ class TestRebuild:
             )
         await write_tag(driver, "lib/app", "v1", digest(2))
         await write_tag(driver, "other", "latest", digest(3))
+        await write_tag(driver, "lib/app/nested", "v9", digest(3))
         index = await TagIndex.rebuild(driver)
-        assert index.repositories() == ["lib/app", "other"]
+        assert index.repositories() == ["lib/app", "lib/app/nested", "other"]
+        assert index.resolve_tag("lib/app/nested", "v9") == str(digest(3))
         assert index.tags("lib/app") == ["v1"]
         assert index.resolve_tag("lib/app", "v1") == str(digest(2))
         assert index.has_manifest("lib/app", str(digest(3)))
@@ -56,6 +58,7 @@ class TestRebuild:
 
     async def test_uploads_and_foreign_files_are_ignored(self, driver: StorageDriver) -> None:
         await driver.put_content(layout.upload_started_at("lib/app", "some-upload"), b"now")
+        await driver.put_content(f"{layout.REPOSITORIES}/stray-file", b"?")
         await driver.put_content(f"{layout.REPOSITORIES}/lib/app/_manifests/junk", b"?")
         await driver.put_content(
             f"{layout.REPOSITORIES}/lib/app/_layers/sha256/nothex/link", b"sha256:nothex"
