@@ -1,9 +1,9 @@
 """Blob upload sessions: bytes stream into storage, the digest is computed as they flow.
 
 A session lives in storage under the repository's `_uploads/<id>/`, so it
-survives a restart and can be continued by any process sharing the storage.
-The running hash lives in this process only; when a session is finished by a
-process that did not see all of its bytes (a restart, another replica), the
+survives a restart. The running hash lives in this process only; when a
+session is finished by a process that did not see all of its bytes (after a
+restart, or when this process dropped the hash to bound memory), the
 digest is verified by reading the uploaded bytes back once, still as a stream.
 
 Whatever goes wrong, nothing becomes visible under a digest it does not match:
