@@ -2,34 +2,55 @@
 
 The registry (driver opened, tag index rebuilt) is set up in the app's
 cleanup context, so the server accepts connections only once it is ready, and
-the driver is closed when the app shuts down.
+the driver is closed when the app shuts down. Expired upload sessions are
+purged in the background while the app runs (not in read-only mode).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from registry.api.context import REGISTRY
+from registry.api.context import CONFIG, REGISTRY
 from registry.api.middleware import add_api_version, errors_middleware
 from registry.api.routes import add_routes
+from registry.auth import install_security
 from registry.config import Config
 from registry.storage.driver import StorageDriver
+from registry.storage.purge import purge_uploads_periodically
 from registry.storage.registry import Registry, create_driver
+from registry.storage.sizelimit import BlobSizeLimit
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
-    """The registry application for `config`; `driver` overrides the configured one (tests)."""
+    """The registry application for `config`; `driver` overrides the configured one (tests).
+
+    Raises `ConfigError` if a file the configuration names (htpasswd, keys) is unusable.
+    """
     app = web.Application(middlewares=[errors_middleware])
+    app[CONFIG] = config
     app.on_response_prepare.append(add_api_version)
     add_routes(app)
+    install_security(app, config)
     storage = driver if driver is not None else create_driver(config.storage)
+    if config.limits.max_blob_bytes:
+        storage = BlobSizeLimit(storage, config.limits.max_blob_bytes)
+    purge_after = 0 if config.storage.read_only else config.limits.upload_expiry_seconds
 
     async def registry_context(app: web.Application) -> AsyncIterator[None]:
         registry = await Registry.open(storage, delete_enabled=config.storage.delete)
         app[REGISTRY] = registry
+        purger = None
+        if purge_after:
+            purger = asyncio.create_task(purge_uploads_periodically(storage, purge_after))
         yield
+        if purger is not None:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
         await registry.close()
 
     app.cleanup_ctx.append(registry_context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 
@@ -11,7 +12,9 @@ from aiohttp import web
 
 from registry import __version__
 from registry.app import create_app
+from registry.auth import server_options
 from registry.config import Config, ConfigError, load_config
+from registry.tls import reloader, server_context
 
 log = logging.getLogger("registry")
 
@@ -43,23 +46,49 @@ def serve_forever(config: Config) -> int:
         level=config.log.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    tls = config.http.tls
+    try:  # files the configuration names (htpasswd, keys, certificate) are read here
+        app = create_app(config)
+        ssl_context = server_context(tls) if tls.enabled else None
+    except ConfigError as e:
+        print(f"cargobay: {e}", file=sys.stderr)
+        return 2
     _install_uvloop()
-    app = create_app(config)
+    if ssl_context is not None:
+        app.cleanup_ctx.append(reloader(ssl_context, tls))
+    if config.auth.mode == "none" and not _is_loopback(config.http.host):
+        log.warning(
+            "auth.mode is 'none' on %s: anyone who can reach it can push and delete",
+            config.http.addr,
+        )
     log.info(
-        "cargobay %s listening on %s (storage: %s)",
+        "cargobay %s listening on %s://%s (storage: %s, auth: %s)",
         __version__,
+        "https" if ssl_context is not None else "http",
         config.http.addr,
         config.storage.driver,
+        config.auth.mode,
     )
     web.run_app(
         app,
         host=config.http.host,
         port=config.http.port,
+        ssl_context=ssl_context,
         print=None,
         access_log=logging.getLogger("registry.access") if config.log.access_log else None,
         handle_signals=True,
+        **server_options(config.limits),
     )
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _install_uvloop() -> None:

@@ -11,6 +11,7 @@ falls back to a default. Nothing else in the code reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from registry.manifest.parse import MAX_MANIFEST_SIZE
+
 ENV_PREFIX = "CARGOBAY_"
 
 
@@ -28,10 +31,35 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """HTTPS served directly from a PEM certificate chain and key; both empty: plain HTTP."""
+
+    cert: str = ""
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ConfigError("cert and key must be set together")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
-    """The listening socket."""
+    """The listening socket, and the reverse proxies whose forwarded headers are believed."""
 
     addr: str = "127.0.0.1:5000"
+    trusted_proxies: tuple[str, ...] = ()
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as e:
+                raise ConfigError(f"trusted_proxies: {e}") from e
 
     @property
     def host(self) -> str:
@@ -59,7 +87,7 @@ class S3Config:
     region: str = "us-east-1"
     prefix: str = ""
     access_key: str = ""
-    secret_key: str = ""
+    secret_key: str = field(default="", repr=False)  # never printed or logged
     path_style: bool = False
     verify_tls: bool = True
     redirect: bool = False
@@ -80,6 +108,7 @@ class StorageConfig:
 
     driver: Literal["filesystem", "inmemory", "s3"] = "filesystem"
     delete: bool = True
+    read_only: bool = False
     filesystem: FilesystemConfig = field(default_factory=FilesystemConfig)
     s3: S3Config = field(default_factory=S3Config)
 
@@ -93,12 +122,128 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HtpasswdConfig:
+    """The htpasswd file of users and bcrypt hashes (`htpasswd -B`)."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """Bearer tokens: who issues them, who they are for, and the keys that sign them."""
+
+    realm: str = ""
+    service: str = "cargobay"
+    issuer: str = "cargobay"
+    public_keys: tuple[str, ...] = ()
+    jwks: str = ""
+    signing_key: str = ""
+    expiry_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """A named set of users that access rules can refer to."""
+
+    name: str = ""
+    members: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("name: a group needs a name")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """Grants `actions` on the repositories matching `repositories` to its principals.
+
+    Principals are `users` ("*": every authenticated user), members of
+    `groups`, and with `anonymous` every client, logged in or not.
+    """
+
+    repositories: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    anonymous: bool = False
+    actions: tuple[Literal["pull", "push", "delete", "catalog"], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.actions:
+            raise ConfigError("actions: a rule must grant at least one action")
+        if not (self.users or self.groups or self.anonymous):
+            raise ConfigError("a rule needs users, groups or anonymous = true")
+        if self.anonymous and set(self.actions) - {"pull", "catalog"}:
+            # Anonymous writes would make the registry writable by anyone who can reach it.
+            raise ConfigError("actions: anonymous rules may only grant pull and catalog")
+        if set(self.actions) - {"catalog"} and not self.repositories:
+            raise ConfigError("repositories: a rule granting pull, push or delete needs patterns")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Authentication mode and the access rules; mode "none" lets every client do everything."""
+
+    mode: Literal["none", "htpasswd", "token"] = "none"
+    htpasswd: HtpasswdConfig = field(default_factory=HtpasswdConfig)
+    token: TokenConfig = field(default_factory=TokenConfig)
+    groups: tuple[GroupConfig, ...] = ()
+    access: tuple[AccessRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode == "none":
+            if self.access:
+                raise ConfigError("access rules have no effect with mode = 'none'")
+            return
+        if self.mode == "htpasswd" and not self.htpasswd.path:
+            raise ConfigError("htpasswd.path is required with mode = 'htpasswd'")
+        if self.mode == "token":
+            token = self.token
+            if not (token.public_keys or token.jwks or token.signing_key):
+                raise ConfigError("token: public_keys, jwks or signing_key is required")
+            if not token.signing_key and not token.realm:
+                raise ConfigError("token.realm is required when another server issues tokens")
+            if token.signing_key and not self.htpasswd.path:
+                raise ConfigError("htpasswd.path is required to issue tokens (token.signing_key)")
+            if token.expiry_seconds <= 0:
+                raise ConfigError("token.expiry_seconds must be positive")
+        known = {group.name for group in self.groups}
+        for rule in self.access:
+            for group in rule.groups:
+                if group not in known:
+                    raise ConfigError(f"access: unknown group {group!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Bounds on what one request or client may cost the registry; 0 turns an optional one off."""
+
+    max_manifest_bytes: int = MAX_MANIFEST_SIZE
+    max_blob_bytes: int = 0
+    max_header_bytes: int = 8190
+    upload_expiry_seconds: int = 7 * 24 * 3600
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_manifest_bytes <= MAX_MANIFEST_SIZE:
+            raise ConfigError(f"max_manifest_bytes must be between 1 and {MAX_MANIFEST_SIZE}")
+        if self.max_blob_bytes < 0 or self.upload_expiry_seconds < 0:
+            raise ConfigError("max_blob_bytes and upload_expiry_seconds must not be negative")
+        if self.max_header_bytes < 1024:
+            raise ConfigError("max_header_bytes must be at least 1024")
+        if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
+            raise ConfigError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one Cargobay process."""
 
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
 T = TypeVar("T")
@@ -158,7 +303,10 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
             values[name] = _build(hint, value, key)  # type: ignore[arg-type]
         else:
             values[name] = _coerce(hint, value, key)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:  # a check across keys of this table: say which table
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from e
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
@@ -205,9 +353,17 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     if origin is tuple:
+        item_hint = get_args(hint)[0]
+        tables = dataclasses.is_dataclass(item_hint)
         if from_env:
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+            if tables:
+                raise ConfigError(f"{key}: a list of tables cannot be set from the environment")
+            items: list[Any] = [_EnvText(item.strip()) for item in value.split(",") if item.strip()]
+        elif isinstance(value, list):
+            items = value
+        else:
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if tables:  # [[section.key]] in TOML: a list of tables
+            return tuple(_build(item_hint, item, f"{key}[{i}]") for i, item in enumerate(items))
+        return tuple(_coerce(item_hint, item, f"{key}[{i}]") for i, item in enumerate(items))
     raise ConfigError(f"{key}: unsupported type {hint}")

@@ -63,6 +63,10 @@ class RegistryError(Exception):
             entry["detail"] = self.detail
         return entry
 
+    def response_headers(self) -> dict[str, str]:
+        """Headers the error response carries besides its body (a challenge, a retry delay)."""
+        return {}
+
 
 class BlobUnknown(RegistryError):
     code = "BLOB_UNKNOWN"
@@ -89,6 +93,9 @@ class RangeNotSatisfiable(BlobUploadInvalid):
     def __init__(self, message: str | None = None, size: int = 0) -> None:
         super().__init__(message)
         self.size = size
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Range": f"0-{max(self.size - 1, 0)}"}
 
 
 class BlobUploadUnknown(RegistryError):
@@ -152,9 +159,22 @@ class PaginationInvalid(RegistryError):
 
 
 class Unauthorized(RegistryError):
+    """No credentials, or credentials that do not prove who the client is.
+
+    `challenge` is the `WWW-Authenticate` value telling the client how to
+    authenticate (`Basic realm=...` or `Bearer realm=...,service=...,scope=...`).
+    """
+
     code = "UNAUTHORIZED"
     status = 401
     default_message = "authentication required"
+
+    def __init__(self, message: str | None = None, detail: Any = None, challenge: str = "") -> None:
+        super().__init__(message, detail)
+        self.challenge = challenge
+
+    def response_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge} if self.challenge else {}
 
 
 class Denied(RegistryError):
@@ -176,9 +196,18 @@ class PayloadTooLarge(RegistryError):
 
 
 class TooManyRequests(RegistryError):
+    """The client is over its request rate; `retry_after` is whole seconds until it is not."""
+
     code = "TOOMANYREQUESTS"
     status = 429
     default_message = "too many requests"
+
+    def __init__(self, message: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ClientGone(RegistryError):

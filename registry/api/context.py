@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from registry.config import Config
+from registry.errors import PayloadTooLarge
 from registry.reference import validate_name
 from registry.storage.registry import Registry
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 # Bodies are handed to storage in pieces of about this size: large enough that
 # a disk or S3 write per piece is cheap, small enough to bound memory per request.
@@ -19,6 +22,11 @@ BODY_PIECE = 1024 * 1024
 def registry_of(request: web.Request) -> Registry:
     """The registry serving `request`."""
     return request.app[REGISTRY]
+
+
+def config_of(request: web.Request) -> Config:
+    """The configuration of the app serving `request`."""
+    return request.app[CONFIG]
 
 
 def repository_name(request: web.Request) -> str:
@@ -39,3 +47,19 @@ async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
             pending.clear()
     if pending:
         yield bytes(pending)
+
+
+async def read_body(request: web.Request, limit: int, what: str) -> bytes:
+    """The whole body, which must be at most `limit` bytes, else `PayloadTooLarge`.
+
+    Reads until the end of the body whatever its framing (Content-Length or
+    chunked), but never holds more than `limit` + one piece in memory.
+    """
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"{what} is limited to {limit} bytes")
+    data = bytearray()
+    async for piece in request.content.iter_any():
+        data += piece
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{what} is limited to {limit} bytes")
+    return bytes(data)

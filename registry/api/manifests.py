@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.context import registry_of, repository_name
-from registry.errors import PayloadTooLarge
-from registry.manifest import MAX_MANIFEST_SIZE
+from registry.api.context import config_of, read_body, registry_of, repository_name
 
 
 async def get_manifest(request: web.Request) -> web.Response:
@@ -28,12 +26,8 @@ async def put_manifest(request: web.Request) -> web.Response:
     """Store a manifest under a tag or its digest: 201 with its `Location` and digest."""
     name = repository_name(request)
     reference = request.match_info["reference"]
-    if (request.content_length or 0) > MAX_MANIFEST_SIZE:
-        raise PayloadTooLarge(f"manifests are limited to {MAX_MANIFEST_SIZE} bytes")
-    # One byte past the limit is enough to know a chunked body is too large.
-    data = await request.content.read(MAX_MANIFEST_SIZE + 1)
-    if len(data) > MAX_MANIFEST_SIZE:
-        raise PayloadTooLarge(f"manifests are limited to {MAX_MANIFEST_SIZE} bytes")
+    limit = config_of(request).limits.max_manifest_bytes
+    data = await read_body(request, limit, "a manifest")
     result = await registry_of(request).manifests.put(
         name, reference, request.headers.get("Content-Type"), data
     )

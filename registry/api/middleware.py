@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from registry.errors import ClientGone, RangeNotSatisfiable, RegistryError, StorageError
+from registry.errors import ClientGone, RegistryError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ def error_response(error: RegistryError) -> web.Response:
     """The OCI error body for `error`, with the status its class maps to."""
     body = orjson.dumps({"errors": [error.to_dict()]})
     response = web.Response(status=error.status, body=body, content_type=_JSON)
-    if isinstance(error, RangeNotSatisfiable):
-        response.headers["Range"] = f"0-{max(error.size - 1, 0)}"
+    response.headers.update(error.response_headers())
     return response
 
 

@@ -56,10 +56,14 @@ def _server_factory(make: Callable[..., ServerProcess]) -> Iterator[ServerFactor
 
 @pytest.fixture
 def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
-    """Start `cargobay serve` on `root` (default: a new temp dir); stopped after the test."""
+    """Start `cargobay serve` on `root` (default: a new temp dir); stopped after the test.
+
+    `extra_config` is TOML appended to the generated file: any section but
+    `[http]`, `[storage]`, `[storage.filesystem]` and `[log]` (e.g. `[auth]`).
+    """
     executable = require_executable(CARGOBAY, "cargobay (pip install -e . in the venv)")
 
-    def make(root: Path | None = None) -> ServerProcess:
+    def make(root: Path | None = None, extra_config: str = "") -> ServerProcess:
         workdir = tmp_path_factory.mktemp("cargobay")
         root = root if root is not None else workdir / "root"
         port = free_port()
@@ -68,7 +72,7 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
             f'[http]\naddr = "127.0.0.1:{port}"\n'
             f'[storage]\ndriver = "filesystem"\ndelete = true\n'
             f"[storage.filesystem]\nroot = {json.dumps(str(root))}\n"
-            f'[log]\nlevel = "info"\naccess_log = true\n'
+            f'[log]\nlevel = "info"\naccess_log = true\n' + extra_config
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
         return ServerProcess(

@@ -53,9 +53,10 @@ def require_executable(path: Path | str, what: str) -> str:
 class ServerProcess:
     """A registry server running as a child process, reachable at `url`.
 
-    `start()` returns once `GET /v2/` answers 200; `stop()` sends SIGTERM and
-    escalates to SIGKILL after `STOP_TIMEOUT`; `kill()` is a plain kill -9. The
-    process writes its output to `log_path`, which failures quote.
+    `start()` returns once `GET /v2/` answers 200 (or 401, when it requires
+    credentials); `stop()` sends SIGTERM and escalates to SIGKILL after
+    `STOP_TIMEOUT`; `kill()` is a plain kill -9. The process writes its output
+    to `log_path`, which failures quote.
     """
 
     name: str
@@ -113,6 +114,8 @@ class ServerProcess:
                         return
                     last_error = f"status {response.status}"
             except urllib.error.HTTPError as e:
+                if e.code == 401:  # serving, and asking for credentials
+                    return
                 last_error = f"status {e.code}"
             except OSError as e:
                 last_error = str(e)

@@ -1,0 +1,47 @@
+"""Size limits on requests: headers, manifest bodies and blob uploads.
+
+Headers are bounded by aiohttp's parser (`server_options`), before any
+handler runs. Bodies are refused as early as their announced size allows:
+a `Content-Length` or a chunk's `Content-Range` past the limit is answered 413
+without reading a byte. A blob whose chunks add up past the limit, or that
+arrives without an announced size, is stopped by `BlobSizeLimit` in the
+storage layer as its bytes are written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypedDict
+
+from aiohttp import web
+
+from registry.auth.requirements import Body
+from registry.config import LimitsConfig
+from registry.errors import PayloadTooLarge
+
+_RANGE_END_RE = re.compile(r"^\s*(?:bytes\s+)?\d+-(\d+)")
+
+
+class ServerOptions(TypedDict):
+    """Keyword arguments of aiohttp's server that bound what it reads before any handler."""
+
+    max_line_size: int
+    max_field_size: int
+
+
+def server_options(limits: LimitsConfig) -> ServerOptions:
+    """The header bounds for aiohttp's server (`web.run_app`, `AppRunner`, `TestServer`)."""
+    return {"max_line_size": limits.max_header_bytes, "max_field_size": limits.max_header_bytes}
+
+
+def check_body_size(request: web.Request, body: Body, limits: LimitsConfig) -> None:
+    """Raise `PayloadTooLarge` if the request announces a body over its route's limit."""
+    announced = request.content_length or 0
+    if body is Body.MANIFEST and announced > limits.max_manifest_bytes:
+        raise PayloadTooLarge(f"manifests are limited to {limits.max_manifest_bytes} bytes")
+    if body is Body.BLOB and limits.max_blob_bytes:
+        match = _RANGE_END_RE.match(request.headers.get("Content-Range", ""))
+        # A chunk's range ends at an offset in the whole blob: the blob is at least that long.
+        end = int(match.group(1)) + 1 if match else 0
+        if max(announced, end) > limits.max_blob_bytes:
+            raise PayloadTooLarge(f"blobs are limited to {limits.max_blob_bytes} bytes")

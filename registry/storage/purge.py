@@ -1,0 +1,90 @@
+"""Purging abandoned upload sessions, as Distribution's upload purger does.
+
+A client that starts a blob upload and never finishes it leaves its bytes
+under `_uploads/<id>/`. Sessions older than `limits.upload_expiry_seconds`
+are deleted; their age counts from the `startedat` time written when they
+were opened (Distribution writes the same file, so its sessions are purged
+too), or from the last write of a session that has none. A session still in
+use when it expires is purged all the same: its client gets
+`BLOB_UPLOAD_UNKNOWN` and starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+
+from registry.errors import PathNotFound, StorageError
+from registry.storage import layout
+from registry.storage.driver import FileInfo, StorageDriver
+
+log = logging.getLogger(__name__)
+
+# The first purge waits so as not to compete with the start-up index rebuild,
+# which walks the same tree.
+_FIRST_RUN_DELAY = 60.0
+_MAX_INTERVAL = 24 * 3600.0
+
+
+async def purge_uploads(driver: StorageDriver, max_age: float, now: float | None = None) -> int:
+    """Delete every upload session started more than `max_age` seconds before `now`.
+
+    Returns how many were deleted. A session deleted meanwhile by someone
+    else is skipped; a storage error on one session is logged and the others
+    are still purged.
+    """
+    now = time.time() if now is None else now
+    started: dict[str, float] = {}
+    last_write: dict[str, float] = {}
+    async for info in driver.walk(layout.REPOSITORIES):
+        entry = layout.parse_repository_path(info.path)
+        if entry is None or entry.kind != "upload":
+            continue
+        directory = layout.upload_dir(entry.name, entry.tag)
+        if info.path == layout.upload_started_at(entry.name, entry.tag):
+            started[directory] = await _started_at(driver, info)
+        else:
+            last_write[directory] = max(last_write.get(directory, 0.0), info.modified)
+    purged = 0
+    for directory in sorted(started.keys() | last_write.keys()):
+        since = started.get(directory, last_write.get(directory, now))
+        if now - since <= max_age:
+            continue
+        try:
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(directory)
+                purged += 1
+        except StorageError as e:
+            log.warning("cannot purge upload %s: %s", directory, e)
+    return purged
+
+
+async def purge_uploads_periodically(driver: StorageDriver, max_age: float) -> None:
+    """Purge expired sessions now and then, until cancelled; failures wait for the next round.
+
+    Rounds are `max_age / 2` apart (at most a day), so no session outlives
+    its expiry by more than half of it.
+    """
+    interval = min(max(max_age / 2, 1.0), _MAX_INTERVAL)
+    await asyncio.sleep(min(_FIRST_RUN_DELAY, interval))
+    while True:
+        try:
+            purged = await purge_uploads(driver, max_age)
+        except StorageError as e:
+            log.warning("upload purge failed, retrying in %.0f s: %s", interval, e)
+        else:
+            if purged:
+                log.info("purged %d expired upload sessions", purged)
+        await asyncio.sleep(interval)
+
+
+async def _started_at(driver: StorageDriver, info: FileInfo) -> float:
+    """The time in a `startedat` file (RFC 3339), or the file's own time if unreadable."""
+    try:
+        text = (await driver.get_content(info.path)).decode().strip()
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except (StorageError, UnicodeDecodeError, ValueError):
+        return info.modified

@@ -1,0 +1,38 @@
+"""`BlobSizeLimit`: upload writers stop at the limit; everything else passes through."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.errors import PayloadTooLarge
+from registry.storage import layout
+from registry.storage.driver import StorageDriver
+from registry.storage.sizelimit import BlobSizeLimit
+
+
+class TestBlobSizeLimit:
+    async def test_upload_writer_refuses_the_write_that_would_pass_the_limit(
+        self, driver: StorageDriver
+    ) -> None:
+        limited = BlobSizeLimit(driver, max_bytes=10)
+        writer = await limited.writer(layout.upload_data("a", "u1"))
+        await writer.write(b"123456")
+        with pytest.raises(PayloadTooLarge):
+            await writer.write(b"78901")
+        assert writer.size == 6
+        await writer.close()
+
+        resumed = await limited.writer(layout.upload_data("a", "u1"), append=True)
+        await resumed.write(b"7890")
+        with pytest.raises(PayloadTooLarge):
+            await resumed.write(b"x")
+        await resumed.cancel()
+
+    async def test_other_paths_are_not_limited(self, driver: StorageDriver) -> None:
+        limited = BlobSizeLimit(driver, max_bytes=10)
+        writer = await limited.writer("/docker/registry/v2/blobs/tmp/data")
+        await writer.write(b"x" * 100)
+        await writer.commit()
+        await limited.put_content(layout.upload_started_at("a", "u1"), b"y" * 100)
+        assert len(await limited.get_content("/docker/registry/v2/blobs/tmp/data")) == 100
+        assert limited.name == driver.name
