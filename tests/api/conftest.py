@@ -13,7 +13,7 @@ from registry.storage.driver import StorageDriver
 from tests.conftest import DRIVER_FACTORIES
 
 #: The drivers the whole API suite runs against.
-API_DRIVERS = ["filesystem", "inmemory"]
+API_DRIVERS = ["filesystem", "inmemory", "s3-seaweedfs"]
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 

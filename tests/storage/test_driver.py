@@ -291,11 +291,14 @@ class TestReader:
         with contextlib.suppress(asyncio.CancelledError):
             await step
         await stream.aclose()
-        for _ in range(100):  # a read already running may finish before its file is closed
-            if open_fds() == before:
+        # A read already running may finish before its file is closed. Fewer
+        # descriptors than before is fine: a network driver may drop a pooled
+        # connection that was open before; more is a leak.
+        for _ in range(100):
+            if open_fds() <= before:
                 break
             await asyncio.sleep(0.01)
-        assert open_fds() == before
+        assert open_fds() <= before
 
 
 class TestWriter:

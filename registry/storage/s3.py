@@ -1,0 +1,688 @@
+"""A storage driver keeping content in an S3-compatible bucket (AWS S3, MinIO, SeaweedFS, Ceph).
+
+Keys and directories are those of CNCF Distribution's s3-aws driver, so a bucket
+written by Distribution is served as-is: driver path `/docker/registry/v2/x` is
+key `docker/registry/v2/x`, or `<prefix>/docker/registry/v2/x` with a `prefix`
+(Distribution's `rootdirectory`). S3 has no directories: one exists while some
+key starts with its path and `/`.
+
+A writer streams into an S3 multipart upload at the final key, holding at most
+one part in memory. `close()` saves what a later process needs to resume in one
+object beside the path, `<key>!writer`: the bytes not yet uploaded (less than a
+part), then a JSON record of the upload id and of the parts uploaded so far
+(number, ETag, size), then the record's length as 8 bytes, big-endian. The
+record comes last so that neither saving nor loading copies the bytes before
+it. `!` cannot occur in a driver path, so no path collides with such an object
+and `list` and `walk` skip it; it goes away with `commit()`, with `cancel()`
+and with a `delete` of a directory holding it, which also aborts its upload.
+Content that never fills a part never starts a multipart upload: `commit()`
+stores it with one PutObject.
+
+Retries with backoff (throttling, 5xx, dropped connections) are botocore's
+"standard" mode; an error that survives them is a `StorageError` naming the S3
+error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import functools
+import io
+import re
+import struct
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError
+
+from registry.config import ConfigError, S3Config
+from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
+from registry.storage.driver import FileInfo, FileWriter, StorageDriver
+
+#: Bytes asked of the response body per chunk yielded by `reader`.
+CHUNK_SIZE = 1024 * 1024
+
+#: S3's limits on the parts of a multipart upload: every part but the last is
+#: at least the minimum; no part exceeds the maximum, which is also the largest
+#: object CopyObject copies in one request.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
+
+#: What follows a path's key in the key of its writer's saved state.
+STATE_SUFFIX = "!writer"
+
+# The length of a saved writer state's record, after the record.
+_RECORD_LENGTH = struct.Struct(">Q")
+
+# Keys per ListObjectsV2 page and per DeleteObjects request: S3's maximum for both.
+_BATCH = 1000
+
+_COMPONENT_RE = re.compile(r"[A-Za-z0-9._-]+")
+
+# S3 error codes that mean "no such thing" for the path asked about; HEAD
+# answers have no body, so their code is the bare status. NoSuchBucket is a
+# misconfiguration, not a missing path.
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchUpload", "404", "NotFound"})
+
+# Faults below the S3 API: connections refused or dropped, timeouts, bodies cut short.
+_TRANSPORT_ERRORS = (BotoCoreError, aiohttp.ClientError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One uploaded part of a multipart upload."""
+
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(slots=True)
+class _WriterState:
+    """What `close()` saves: the upload (None until a part was uploaded) and the tail.
+
+    `tail` holds the bytes not yet uploaded. A file object, not bytes: botocore
+    sends it in chunks, where bytes would be copied whole into the socket's
+    buffer.
+    """
+
+    upload_id: str | None
+    parts: list[_Part]
+    tail: io.BytesIO
+
+
+class S3Driver(StorageDriver):
+    """Stores content as objects of one bucket, through one aiobotocore client.
+
+    `move` copies on the server side: with one CopyObject up to
+    `copy_part_size` bytes, beyond that with UploadPartCopy in parts of that
+    size. Content written through `writer` is limited to 10,000 parts of
+    `config.part_size` bytes (156 GiB at the default 16 MiB).
+
+    A closed writer's saved state lies beside its path, so `delete` of a
+    directory holding it discards it and aborts its upload, while `delete` of
+    the path alone leaves it.
+
+    Empty `access_key` and `secret_key` leave credentials to botocore's chain
+    (environment, shared files, instance or task role).
+    """
+
+    name = "s3"
+
+    def __init__(self, config: S3Config, *, copy_part_size: int = MAX_PART_SIZE) -> None:
+        if not config.bucket:
+            raise ConfigError("storage.s3.bucket: a bucket is required")
+        if not MIN_PART_SIZE <= config.part_size <= MAX_PART_SIZE:
+            raise ConfigError(
+                f"storage.s3.part_size: {config.part_size} is outside S3's part sizes "
+                f"({MIN_PART_SIZE} to {MAX_PART_SIZE} bytes)"
+            )
+        if not MIN_PART_SIZE <= copy_part_size <= MAX_PART_SIZE:
+            raise ValueError(f"copy_part_size {copy_part_size} is outside S3's part sizes")
+        self.config = config
+        self.copy_part_size = copy_part_size
+        # Distribution's mapping: the prefix without trailing slashes, then the
+        # path, then leading slashes dropped; "/" + key[len(base):] inverts it.
+        self._base = (config.prefix.rstrip("/") + "/").lstrip("/")
+        self._object_args: dict[str, str] = {}
+        if config.server_side_encryption:
+            self._object_args["ServerSideEncryption"] = config.server_side_encryption
+        if config.sse_kms_key_id:
+            self._object_args["SSEKMSKeyId"] = config.sse_kms_key_id
+        if config.storage_class:
+            self._object_args["StorageClass"] = config.storage_class
+        self._exits = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> None:
+        """Create the S3 client; it holds the connection pool until `close()`."""
+        c = self.config
+        client_config = AioConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"} if c.path_style else None,
+            retries={"mode": "standard", "total_max_attempts": c.max_attempts},
+            connect_timeout=c.connect_timeout,
+            read_timeout=c.read_timeout,
+            max_pool_connections=c.max_connections,
+            # botocore otherwise adds CRC32 checksums to every upload, which
+            # S3-compatible servers often reject and which AWS refuses on parts
+            # of an upload not created with a checksum algorithm.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._client = await self._exits.enter_async_context(
+            _session().create_client(
+                "s3",
+                region_name=c.region,
+                endpoint_url=c.endpoint_url or None,
+                aws_access_key_id=c.access_key or None,
+                aws_secret_access_key=c.secret_key or None,
+                verify=c.verify_tls,
+                config=client_config,
+            )
+        )
+
+    async def close(self) -> None:
+        """Close the client and its connections."""
+        await self._exits.aclose()
+        self._client = None
+
+    # -- keys ----------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        """The object key of driver path `path`, as Distribution maps it."""
+        return self._base + path[1:]
+
+    def _path(self, key: str) -> str:
+        return "/" + key[len(self._base) :]
+
+    def _state_key(self, path: str) -> str:
+        return self.key(path) + STATE_SUFFIX
+
+    def _is_path(self, path: str) -> bool:
+        try:
+            self.check_path(path)
+        except InvalidPath:
+            return False
+        return True
+
+    @property
+    def _s3(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("S3Driver used before open() or after close()")
+        return self._client
+
+    # -- the driver interface --------------------------------------------------
+
+    async def _get_content(self, path: str) -> bytes:
+        with self._errors(path):
+            response = await self._s3.get_object(Bucket=self.config.bucket, Key=self.key(path))
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def _put_content(self, path: str, data: bytes) -> None:
+        # A BytesIO of bytes shares their memory rather than copying it.
+        await self._put_object(path, self.key(path), io.BytesIO(data))
+
+    async def _reader(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        if length == 0:
+            await self._check_offset(path, offset)
+            return _no_chunks()
+        args = {"Bucket": self.config.bucket, "Key": self.key(path)}
+        if offset or length is not None:
+            last = "" if length is None else str(offset + length - 1)
+            args["Range"] = f"bytes={offset}-{last}"
+        try:
+            with self._errors(path):
+                response = await self._s3.get_object(**args)
+        except InvalidOffset:
+            # S3 refuses a range starting at the end, which is an empty read to us.
+            await self._check_offset(path, offset)
+            return _no_chunks()
+        stream = self._chunks(path, response["Body"])
+        # Run to the first `yield` now: a generator closed before it started
+        # skips its `finally`, which would leave the connection checked out.
+        await anext(stream)
+        return stream
+
+    async def _chunks(self, path: str, body: Any) -> AsyncGenerator[bytes, None]:
+        try:
+            yield b""  # consumed by `_reader`
+            while True:
+                with self._errors(path):
+                    chunk: bytes = await body.read(CHUNK_SIZE)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            # Drops the connection if the body was not read to the end.
+            body.close()
+
+    async def _writer(self, path: str, append: bool) -> FileWriter:
+        state = await self._load_state(path)
+        if append:
+            if state is None:
+                raise PathNotFound(self.name, path)
+            return _S3Writer(self, path, state, saved=True)
+        if state is not None:
+            await self._discard_state(path, state)
+        return _S3Writer(self, path, _WriterState(None, [], io.BytesIO()), saved=False)
+
+    async def _stat(self, path: str) -> FileInfo:
+        try:
+            size, modified = await self._head(path)
+        except PathNotFound:
+            if await self._has_children(path):
+                return FileInfo(path, 0, 0.0, True)
+            raise
+        return FileInfo(path, size, modified, False)
+
+    async def _list(self, path: str) -> builtins.list[str]:
+        prefix = self.key(path) + "/"
+        names: builtins.list[str] = []
+        async for page in self._pages(path, Prefix=prefix, Delimiter="/"):
+            names.extend(item["Key"][len(prefix) :] for item in page.get("Contents", ()))
+            names.extend(
+                item["Prefix"][len(prefix) : -1] for item in page.get("CommonPrefixes", ())
+            )
+        # Writer state, and keys other tools wrote that are no driver path,
+        # are not children.
+        children = sorted(f"{path}/{name}" for name in names if _COMPONENT_RE.fullmatch(name))
+        if not children:
+            raise PathNotFound(self.name, path)
+        return children
+
+    async def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
+        params = {"Prefix": self.key(path) + "/"}
+        below = path + "/"
+        if start_after is not None and start_after >= below:
+            if not start_after.startswith(below):
+                return  # sorts after every path below `path`
+            # Only a key under the prefix: some servers answer an empty listing
+            # to a StartAfter that sorts before it.
+            params["StartAfter"] = self.key(start_after)
+        async for page in self._pages(path, **params):
+            for item in page.get("Contents", ()):
+                found = self._path(item["Key"])
+                if self._is_path(found):
+                    yield FileInfo(found, item["Size"], item["LastModified"].timestamp(), False)
+
+    async def _move(self, source: str, dest: str) -> None:
+        size, _ = await self._head(source)
+        if size <= self.copy_part_size:
+            with self._errors(source):
+                await self._s3.copy_object(
+                    Bucket=self.config.bucket,
+                    Key=self.key(dest),
+                    CopySource={"Bucket": self.config.bucket, "Key": self.key(source)},
+                    **self._object_args,
+                )
+        else:
+            await self._copy_in_parts(source, dest, size)
+        with self._errors(source):
+            await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(source))
+
+    async def _delete(self, path: str) -> None:
+        try:
+            await self._head(path)
+        except PathNotFound:
+            found = False
+        else:
+            found = True
+            with self._errors(path):
+                await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(path))
+        if not await self._delete_tree(path) and not found:
+            raise PathNotFound(self.name, path)
+
+    async def _redirect_url(self, path: str, method: str) -> str | None:
+        operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
+        if not self.config.redirect or operation is None:
+            return None
+        with self._errors(path):
+            url: str = await self._s3.generate_presigned_url(
+                operation,
+                Params={"Bucket": self.config.bucket, "Key": self.key(path)},
+                ExpiresIn=self.config.redirect_expiry_seconds,
+            )
+        return url
+
+    # -- S3 requests -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, path: str) -> Iterator[None]:
+        """Turn S3 and transport errors into `StorageError`s about `path`.
+
+        A missing key or upload is `PathNotFound`, a refused range is
+        `InvalidOffset`. Messages carry the S3 code and message, which never
+        hold credentials.
+        """
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "unknown"))
+            if code in _NOT_FOUND_CODES:
+                raise PathNotFound(self.name, path) from exc
+            if code == "InvalidRange":
+                raise InvalidOffset(self.name, path) from exc
+            message = f"{exc.operation_name} failed: {code}: {error.get('Message', '')}"
+            raise StorageError(self.name, path, message) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise StorageError(self.name, path, f"{type(exc).__name__}: {exc}") from exc
+
+    async def _head(self, path: str) -> tuple[int, float]:
+        """Size and modification time of the object at `path`; `PathNotFound` if none."""
+        with self._errors(path):
+            response = await self._s3.head_object(Bucket=self.config.bucket, Key=self.key(path))
+        size: int = response["ContentLength"]
+        modified: float = response["LastModified"].timestamp()
+        return size, modified
+
+    async def _check_offset(self, path: str, offset: int) -> None:
+        size, _ = await self._head(path)
+        if offset > size:
+            raise InvalidOffset(self.name, path)
+
+    async def _has_children(self, path: str) -> bool:
+        with self._errors(path):
+            response = await self._s3.list_objects_v2(
+                Bucket=self.config.bucket, Prefix=self.key(path) + "/", MaxKeys=1
+            )
+        return bool(response.get("Contents"))
+
+    async def _pages(self, path: str, **params: str) -> AsyncIterator[dict[str, Any]]:
+        """The pages of a ListObjectsV2 listing, fetched one at a time as they are consumed."""
+        while True:
+            with self._errors(path):
+                page: dict[str, Any] = await self._s3.list_objects_v2(
+                    Bucket=self.config.bucket, MaxKeys=_BATCH, **params
+                )
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            params["ContinuationToken"] = page["NextContinuationToken"]
+
+    async def _put_object(self, path: str, key: str, body: io.BytesIO) -> None:
+        """Store all of `body`, from its start, at `key`."""
+        body.seek(0)
+        with self._errors(path):
+            await self._s3.put_object(
+                Bucket=self.config.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/octet-stream",
+                **self._object_args,
+            )
+
+    async def _delete_keys(self, path: str, keys: builtins.list[str]) -> None:
+        if not keys:
+            return
+        with self._errors(path):
+            response = await self._s3.delete_objects(
+                Bucket=self.config.bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+            )
+        failed = response.get("Errors", ())
+        if failed:
+            first = failed[0]
+            message = f"{first.get('Code')}: {first.get('Message')}"
+            raise StorageError(self.name, path, f"DeleteObjects left {len(failed)} keys: {message}")
+
+    async def _delete_tree(self, path: str) -> bool:
+        """Delete every object below directory `path`; whether there was any.
+
+        A writer state found there has its upload aborted. The directory
+        markers (`<dir>/` keys) of `path` and of every directory below it go
+        too, deepest first: S3 has them only where a tool wrote them, but
+        servers that keep objects in a filesystem (SeaweedFS) keep a directory
+        emptied of its objects, and list it, until its marker is deleted.
+        """
+        root = self.key(path) + "/"
+        markers = {root}
+        found = False
+        batch: builtins.list[str] = []
+        async for page in self._pages(path, Prefix=root):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                found = True
+                if key.endswith(STATE_SUFFIX):
+                    await self._abort_saved_upload(self._path(key[: -len(STATE_SUFFIX)]))
+                names = key[len(root) :].split("/")[:-1]
+                markers.update(root + "/".join(names[:n]) + "/" for n in range(1, len(names) + 1))
+                batch.append(key)
+                if len(batch) == _BATCH:
+                    await self._delete_keys(path, batch)
+                    batch = []
+        if not found:
+            return False
+        # Reversed, every marker comes before the markers above it.
+        for marker in sorted(markers, reverse=True):
+            batch.append(marker)
+            if len(batch) == _BATCH:
+                await self._delete_keys(path, batch)
+                batch = []
+        await self._delete_keys(path, batch)
+        return True
+
+    async def _create_upload(self, path: str, key: str) -> str:
+        with self._errors(path):
+            response = await self._s3.create_multipart_upload(
+                Bucket=self.config.bucket,
+                Key=key,
+                ContentType="application/octet-stream",
+                **self._object_args,
+            )
+        upload_id: str = response["UploadId"]
+        return upload_id
+
+    async def _abort_upload(self, path: str, upload_id: str) -> None:
+        """Abort the multipart upload of `path`; one already gone is fine."""
+        with contextlib.suppress(PathNotFound), self._errors(path):
+            await self._s3.abort_multipart_upload(
+                Bucket=self.config.bucket, Key=self.key(path), UploadId=upload_id
+            )
+
+    async def _copy_in_parts(self, source: str, dest: str, size: int) -> None:
+        """Copy `source` to `dest` with UploadPartCopy; `dest` appears only when all is copied."""
+        bucket = self.config.bucket
+        upload_id = await self._create_upload(dest, self.key(dest))
+
+        async def copy_part(number: int, start: int) -> dict[str, Any]:
+            last = min(start + self.copy_part_size, size) - 1
+            with self._errors(source):
+                response = await self._s3.upload_part_copy(
+                    Bucket=bucket,
+                    Key=self.key(dest),
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": bucket, "Key": self.key(source)},
+                    CopySourceRange=f"bytes={start}-{last}",
+                )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        try:
+            # Concurrency is bounded by the client's connection pool.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    copies = [
+                        group.create_task(copy_part(number, start))
+                        for number, start in enumerate(range(0, size, self.copy_part_size), 1)
+                    ]
+            except ExceptionGroup as failed:
+                # The first failure says why; TaskGroup cancelled the rest.
+                raise failed.exceptions[0] from None
+            with self._errors(dest):
+                await self._s3.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=self.key(dest),
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": [copy.result() for copy in copies]},
+                )
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                await self._abort_upload(dest, upload_id)
+            raise
+
+    # -- writer state ----------------------------------------------------------
+
+    async def _load_state(self, path: str) -> _WriterState | None:
+        """The state saved by the last `close()` of a writer on `path`, or None."""
+        data = io.BytesIO()
+        try:
+            with self._errors(path):
+                response = await self._s3.get_object(
+                    Bucket=self.config.bucket, Key=self._state_key(path)
+                )
+                async with response["Body"] as body:
+                    while chunk := await body.read(CHUNK_SIZE):
+                        data.write(chunk)
+        except PathNotFound:
+            return None
+        try:
+            end = data.seek(-_RECORD_LENGTH.size, io.SEEK_END)
+            (length,) = _RECORD_LENGTH.unpack(data.read())
+            start = data.seek(end - length)
+            record = orjson.loads(data.read(length))
+            upload_id = record["upload_id"]
+            parts = [_Part(number, etag, size) for number, etag, size in record["parts"]]
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            raise StorageError(self.name, path, "unreadable writer state") from exc
+        data.truncate(start)
+        return _WriterState(upload_id, parts, data)
+
+    async def _save_state(self, path: str, state: _WriterState) -> None:
+        """Store `state` for a later `writer(path, append=True)`; consumes `state.tail`."""
+        record = orjson.dumps(
+            {
+                "upload_id": state.upload_id,
+                "parts": [[part.number, part.etag, part.size] for part in state.parts],
+            }
+        )
+        body = state.tail
+        body.seek(0, io.SEEK_END)
+        body.write(record)
+        body.write(_RECORD_LENGTH.pack(len(record)))
+        await self._put_object(path, self._state_key(path), body)
+
+    async def _delete_state(self, path: str) -> None:
+        with self._errors(path):
+            await self._s3.delete_object(Bucket=self.config.bucket, Key=self._state_key(path))
+
+    async def _discard_state(self, path: str, state: _WriterState) -> None:
+        if state.upload_id is not None:
+            await self._abort_upload(path, state.upload_id)
+        await self._delete_state(path)
+
+    async def _abort_saved_upload(self, path: str) -> None:
+        """Abort the upload recorded in the saved state of `path`, if any."""
+        state = await self._load_state(path)
+        if state is not None and state.upload_id is not None:
+            await self._abort_upload(path, state.upload_id)
+
+
+class _S3Writer(FileWriter):
+    """Buffers one part at a time and uploads each full one; see the module docstring.
+
+    After a failed `write`, the part being uploaded stays buffered and `size`
+    counts it, so `close()` saves it and a resumed writer uploads it again.
+    """
+
+    def __init__(self, driver: S3Driver, path: str, state: _WriterState, saved: bool) -> None:
+        self._driver = driver
+        self._path = path
+        self._state = state
+        self._uploaded = sum(part.size for part in state.parts)
+        self._buffered = state.tail.seek(0, io.SEEK_END)
+        # Whether an object holds this writer's state, and whether it differs
+        # from it; a fresh writer must save even its empty state to be resumable.
+        self._saved = saved
+        self._changed = not saved
+        self._ended = False
+
+    @property
+    def size(self) -> int:
+        return self._uploaded + self._buffered
+
+    async def write(self, data: bytes) -> None:
+        self._check_open()
+        part_size = self._driver.config.part_size
+        view = memoryview(data)
+        while view:
+            # A tail saved under a larger part_size may exceed it: add nothing then.
+            room = max(part_size - self._buffered, 0)
+            tail = self._state.tail
+            # A failed upload leaves the position anywhere.
+            tail.seek(0, io.SEEK_END)
+            self._buffered += tail.write(view[:room])
+            view = view[room:]
+            self._changed = True
+            if self._buffered >= part_size:
+                await self._upload_tail()
+
+    async def close(self) -> None:
+        self._end()
+        if self._changed:
+            await self._driver._save_state(self._path, self._state)
+
+    async def commit(self) -> None:
+        self._end()
+        driver, state = self._driver, self._state
+        if state.upload_id is None:
+            # Never reached a part (zero bytes included): one plain upload.
+            await driver._put_object(self._path, driver.key(self._path), state.tail)
+        else:
+            if self._buffered:
+                await self._upload_tail()
+            with driver._errors(self._path):
+                await driver._s3.complete_multipart_upload(
+                    Bucket=driver.config.bucket,
+                    Key=driver.key(self._path),
+                    UploadId=state.upload_id,
+                    MultipartUpload={
+                        "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in state.parts]
+                    },
+                )
+        if self._saved:
+            await driver._delete_state(self._path)
+
+    async def cancel(self) -> None:
+        self._end()
+        if self._saved:
+            await self._driver._discard_state(self._path, self._state)
+        elif self._state.upload_id is not None:
+            await self._driver._abort_upload(self._path, self._state.upload_id)
+
+    async def _upload_tail(self) -> None:
+        """Upload the buffered bytes as the next part, starting the upload if needed."""
+        driver, state = self._driver, self._state
+        number = len(state.parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(
+                driver.name, self._path, f"content exceeds {MAX_PARTS} parts of part_size bytes"
+            )
+        if state.upload_id is None:
+            state.upload_id = await driver._create_upload(self._path, driver.key(self._path))
+        state.tail.seek(0)
+        with driver._errors(self._path):
+            response = await driver._s3.upload_part(
+                Bucket=driver.config.bucket,
+                Key=driver.key(self._path),
+                UploadId=state.upload_id,
+                PartNumber=number,
+                Body=state.tail,
+            )
+        state.parts.append(_Part(number, response["ETag"], self._buffered))
+        self._uploaded += self._buffered
+        state.tail = io.BytesIO()
+        self._buffered = 0
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise InvalidOffset(self._driver.name, self._path)
+
+    def _end(self) -> None:
+        self._check_open()
+        self._ended = True
+
+
+@functools.cache
+def _session() -> AioSession:
+    # One per process: a session keeps the S3 service model, which every
+    # client would otherwise load again (a tenth of a second each).
+    return AioSession()
+
+
+async def _no_chunks() -> AsyncGenerator[bytes, None]:
+    return
+    yield
