@@ -7,9 +7,10 @@ key `docker/registry/v2/x`, or `<prefix>/docker/registry/v2/x` with a `prefix`
 key starts with its path and `/`.
 
 A writer streams into an S3 multipart upload at the final key, holding at most
-one part in memory. `close()` saves what a later process needs to resume in one
-object beside the path, `<key>!writer`: the bytes not yet uploaded (less than a
-part), then a JSON record of the upload id and of the parts uploaded so far
+one part in memory. `close()` uploads the buffered bytes as a part when they
+reach S3's 5 MiB minimum, then saves what a later process needs to resume in
+one object beside the path, `<key>!writer`: the bytes not yet uploaded (less
+than 5 MiB), then a JSON record of the upload id and of the parts uploaded so far
 (number, ETag, size), then the record's length as 8 bytes, big-endian. The
 record comes last so that neither saving nor loading copies the bytes before
 it. `!` cannot occur in a driver path, so no path collides with such an object
@@ -105,7 +106,8 @@ class S3Driver(StorageDriver):
     `move` copies on the server side: with one CopyObject up to
     `copy_part_size` bytes, beyond that with UploadPartCopy in parts of that
     size. Content written through `writer` is limited to 10,000 parts of
-    `config.part_size` bytes (156 GiB at the default 16 MiB).
+    `config.part_size` bytes (156 GiB at the default 16 MiB); a chunked upload
+    whose chunks are smaller than a part has a part per chunk.
 
     A closed writer's saved state lies beside its path, so `delete` of a
     directory holding it discards it and aborts its upload, while `delete` of
@@ -612,6 +614,11 @@ class _S3Writer(FileWriter):
 
     async def close(self) -> None:
         self._end()
+        if self._buffered >= MIN_PART_SIZE:
+            # A tail big enough to be a part goes up as one now: saving it as
+            # state would upload it, and download it at the next resume, again
+            # on every chunk of a chunked push.
+            await self._upload_tail()
         if self._changed:
             await self._driver._save_state(self._path, self._state)
 

@@ -245,6 +245,24 @@ class TestWriter:
             assert uploads(server, third, UPLOAD) == []
             assert keys(server, third.key(UPLOAD)) == [third.key(UPLOAD)]
 
+    async def test_close_uploads_a_tail_of_a_minimum_part_instead_of_saving_it(
+        self, server: S3Server, config: S3Config
+    ) -> None:
+        """A chunked push in 5 MiB chunks must not carry its bytes through the saved state."""
+        big = dataclasses.replace(config, part_size=3 * PART)
+        data = os.urandom(2 * PART)
+        async with opened(big) as driver:
+            writer = await driver.writer(UPLOAD)
+            await writer.write(data[:PART])
+            await writer.close()
+            state = head(server, driver.key(UPLOAD) + STATE_SUFFIX)
+            assert state["ContentLength"] < 1024
+            writer = await driver.writer(UPLOAD, append=True)
+            assert writer.size == PART
+            await writer.write(data[PART:])
+            await writer.commit()
+            assert await driver.get_content(UPLOAD) == data
+
     async def test_resumed_writer_closed_unchanged_writes_nothing(
         self, server: S3Server, s3: S3Driver
     ) -> None:
