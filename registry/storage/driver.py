@@ -14,12 +14,14 @@ limits) belongs in a wrapper driver, not in each backend.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from registry.errors import InvalidOffset, InvalidPath
+from registry.errors import InvalidOffset, InvalidPath, StorageError
 
 _PATH_RE = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
 
@@ -129,6 +131,17 @@ class StorageDriver(ABC):
         """
         return await self._writer(self.check_path(path), append)
 
+    async def staged_writer(self, path: str) -> FileWriter:
+        """A one-shot writer whose whole content replaces `path` atomically at `commit()`.
+
+        Until `commit()` nothing new is readable at `path`, and staged writers
+        of the same path may run at once without disturbing each other: each
+        commit replaces the content whole, the last one wins. `close()` is
+        `cancel()`: a staged writer cannot be resumed. A crash may leave its
+        bytes behind, unreadable at `path`, for garbage collection.
+        """
+        return await self._staged_writer(self.check_path(path))
+
     async def stat(self, path: str) -> FileInfo:
         """Information on a committed file or a directory; `PathNotFound` if neither."""
         return await self._stat(self.check_path(path))
@@ -179,6 +192,12 @@ class StorageDriver(ABC):
     def _local_file(self, path: str) -> str | None:
         return None
 
+    async def _staged_writer(self, path: str) -> FileWriter:
+        # Any driver can stage beside the path and move over it on commit; a
+        # driver whose writers are invisible until commit can do better.
+        staging = f"{path}-staged-{uuid.uuid4().hex}"
+        return _StagedWriter(self, await self._writer(staging, False), staging, path)
+
     async def _redirect_url(self, path: str, method: str) -> str | None:
         return None
 
@@ -210,3 +229,35 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def _delete(self, path: str) -> None: ...
+
+
+class _StagedWriter(FileWriter):
+    """A fresh writer of a unique staging path, moved over the real path on commit."""
+
+    def __init__(self, driver: StorageDriver, inner: FileWriter, staging: str, path: str) -> None:
+        self._driver = driver
+        self._inner = inner
+        self._staging = staging
+        self._path = path
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    async def write(self, data: bytes) -> None:
+        await self._inner.write(data)
+
+    async def close(self) -> None:
+        await self.cancel()
+
+    async def commit(self) -> None:
+        await self._inner.commit()
+        try:
+            await self._driver.move(self._staging, self._path)
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                await self._driver.delete(self._staging)
+            raise
+
+    async def cancel(self) -> None:
+        await self._inner.cancel()

@@ -30,6 +30,7 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import hashlib
 import io
 import re
 import struct
@@ -260,6 +261,12 @@ class S3Driver(StorageDriver):
         if state is not None:
             await self._discard_state(path, state)
         return _S3Writer(self, path, _WriterState(None, [], io.BytesIO()), saved=False)
+
+    async def _staged_writer(self, path: str) -> FileWriter:
+        # A multipart upload is invisible until completed and independent of
+        # any other upload to the same key: stage straight at the key, sparing
+        # the server-side copy of a move.
+        return _S3Writer(self, path, _WriterState(None, [], io.BytesIO()), saved=False, staged=True)
 
     async def _stat(self, path: str) -> FileInfo:
         try:
@@ -580,8 +587,12 @@ class _S3Writer(FileWriter):
     counts it, so `close()` saves it and a resumed writer uploads it again.
     """
 
-    def __init__(self, driver: S3Driver, path: str, state: _WriterState, saved: bool) -> None:
+    def __init__(
+        self, driver: S3Driver, path: str, state: _WriterState, saved: bool, staged: bool = False
+    ) -> None:
         self._driver = driver
+        # A staged writer (see StorageDriver.staged_writer) never saves state.
+        self._staged = staged
         self._path = path
         self._state = state
         self._uploaded = sum(part.size for part in state.parts)
@@ -613,6 +624,9 @@ class _S3Writer(FileWriter):
                 await self._upload_tail()
 
     async def close(self) -> None:
+        if self._staged:
+            await self.cancel()
+            return
         self._end()
         if self._buffered >= MIN_PART_SIZE:
             # A tail big enough to be a part goes up as one now: saving it as
@@ -629,19 +643,51 @@ class _S3Writer(FileWriter):
             # Never reached a part (zero bytes included): one plain upload.
             await driver._put_object(self._path, driver.key(self._path), state.tail)
         else:
-            if self._buffered:
-                await self._upload_tail()
-            with driver._errors(self._path):
-                await driver._s3.complete_multipart_upload(
-                    Bucket=driver.config.bucket,
-                    Key=driver.key(self._path),
-                    UploadId=state.upload_id,
-                    MultipartUpload={
-                        "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in state.parts]
-                    },
-                )
+            try:
+                if self._buffered:
+                    await self._upload_tail()
+                with driver._errors(self._path):
+                    await driver._s3.complete_multipart_upload(
+                        Bucket=driver.config.bucket,
+                        Key=driver.key(self._path),
+                        UploadId=state.upload_id,
+                        MultipartUpload={
+                            "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in state.parts]
+                        },
+                    )
+            except PathNotFound:
+                # No such upload: an earlier commit may have completed it and
+                # only its answer was lost. Then the object is there, and its
+                # multipart ETag is that of these parts.
+                if not await self._completed_before():
+                    raise
         if self._saved:
             await driver._delete_state(self._path)
+
+    async def _completed_before(self) -> bool:
+        """Whether the object at the path is this writer's content, from a completed upload.
+
+        Compares the size and S3's multipart ETag: the MD5 of the parts' MD5s
+        (the tail, if still buffered, is the last part). With SSE-KMS or SSE-C
+        ETags are no MD5s, and this answers False.
+        """
+        driver = self._driver
+        try:
+            with driver._errors(self._path):
+                response = await driver._s3.head_object(
+                    Bucket=driver.config.bucket, Key=driver.key(self._path)
+                )
+        except PathNotFound:
+            return False
+        try:
+            md5s = [bytes.fromhex(part.etag.strip('"')) for part in self._state.parts]
+        except ValueError:
+            return False
+        if self._buffered:
+            md5s.append(hashlib.md5(self._state.tail.getbuffer(), usedforsecurity=False).digest())
+        combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
+        expected = f'"{combined}-{len(md5s)}"'
+        return bool(response["ContentLength"] == self.size and response["ETag"] == expected)
 
     async def cancel(self) -> None:
         self._end()

@@ -136,22 +136,25 @@ class UploadStore:
             return info
 
     async def put(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobInfo:
-        """A whole blob in one request (monolithic upload): stream, verify, publish."""
-        upload_id = str(uuid.uuid4())
+        """A whole blob in one request (monolithic upload): stream, verify, publish.
+
+        The digest is known up front, so the bytes are staged straight at the
+        blob's path and committed only once they match it: on S3 that spares
+        the copy an upload session's bytes need.
+        """
         session = _Session(digest.hasher())
-        writer = await self._driver.writer(layout.upload_data(name, upload_id))
+        writer = await self._driver.staged_writer(layout.blob_data(digest))
         try:
-            try:
-                await self._write(session, writer, body)
-            except BaseException:
-                await writer.cancel()
-                raise
-            await writer.commit()
-            return await self._publish(
-                name, layout.upload_data(name, upload_id), digest, writer.size, session
-            )
-        finally:
-            await self._remove(name, upload_id)
+            await self._write(session, writer, body)
+            if session.hasher is None or session.hasher.hexdigest() != digest.hex:
+                raise DigestInvalid(detail={"digest": str(digest)})
+        except BaseException:
+            await writer.cancel()
+            raise
+        await writer.commit()
+        self._blobs.remember_size(digest, writer.size)
+        await self._blobs.link(name, digest)
+        return BlobInfo(digest, writer.size)
 
     async def cancel(self, name: str, upload_id: str) -> None:
         """Abandon the session and discard its bytes; `BlobUploadUnknown` if there is none."""

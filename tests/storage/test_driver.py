@@ -415,6 +415,58 @@ class TestWriter:
         assert (await driver.stat("/blobs/big/data")).size == len(data)
 
 
+class TestStagedWriter:
+    async def test_content_is_unreadable_until_commit_then_whole(
+        self, driver: StorageDriver
+    ) -> None:
+        writer = await driver.staged_writer("/blob/data")
+        await writer.write(b"staged ")
+        await writer.write(b"bytes")
+        with pytest.raises(PathNotFound):
+            await driver.get_content("/blob/data")
+        assert writer.size == 12
+        await writer.commit()
+        assert await driver.get_content("/blob/data") == b"staged bytes"
+
+    async def test_commit_replaces_existing_content_which_stays_readable_before(
+        self, driver: StorageDriver
+    ) -> None:
+        await driver.put_content("/blob/data", b"old")
+        writer = await driver.staged_writer("/blob/data")
+        await writer.write(b"new")
+        assert await driver.get_content("/blob/data") == b"old"
+        await writer.commit()
+        assert await driver.get_content("/blob/data") == b"new"
+
+    @pytest.mark.parametrize("end", ["cancel", "close"])
+    async def test_cancel_or_close_leaves_nothing_at_the_path(
+        self, driver: StorageDriver, end: str
+    ) -> None:
+        writer = await driver.staged_writer("/blob/data")
+        await writer.write(b"abandoned" * 1000)
+        await getattr(writer, end)()
+        with pytest.raises(PathNotFound):
+            await driver.stat("/blob/data")
+        assert [f.path async for f in driver.walk("/blob")] == []
+
+    async def test_concurrent_staged_writers_of_one_path_each_commit_whole(
+        self, driver: StorageDriver
+    ) -> None:
+        first = await driver.staged_writer("/blob/data")
+        second = await driver.staged_writer("/blob/data")
+        await first.write(b"A" * 1000)
+        await second.write(b"B" * 2000)
+        await first.commit()
+        assert await driver.get_content("/blob/data") == b"A" * 1000
+        await second.commit()
+        assert await driver.get_content("/blob/data") == b"B" * 2000
+
+    async def test_zero_bytes_commit_to_empty_content(self, driver: StorageDriver) -> None:
+        writer = await driver.staged_writer("/blob/data")
+        await writer.commit()
+        assert await driver.get_content("/blob/data") == b""
+
+
 class TestStat:
     async def test_stat_of_file_gives_its_size(self, driver: StorageDriver) -> None:
         await driver.put_content("/d/f", b"12345")

@@ -263,6 +263,19 @@ class TestWriter:
             await writer.commit()
             assert await driver.get_content(UPLOAD) == data
 
+    async def test_staged_writer_uploads_straight_to_the_key(
+        self, server: S3Server, s3: S3Driver
+    ) -> None:
+        """No staging object, no saved state, no copy: the multipart upload completes at the key."""
+        data = os.urandom(PART + MiB)
+        writer = await s3.staged_writer(UPLOAD)
+        await writer.write(data)
+        assert len(uploads(server, s3, UPLOAD)) == 1
+        await writer.commit()
+        assert keys(server, s3.key(UPLOAD)) == [s3.key(UPLOAD)]
+        assert head(server, s3.key(UPLOAD))["ETag"].endswith('-2"')
+        assert await s3.get_content(UPLOAD) == data
+
     async def test_resumed_writer_closed_unchanged_writes_nothing(
         self, server: S3Server, s3: S3Driver
     ) -> None:
