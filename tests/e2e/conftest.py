@@ -6,6 +6,9 @@
   root and port. `cargobay` is one such server on a fresh root.
 - `distribution_factory` does the same for CNCF Distribution 2.8
   (`/usr/bin/docker-registry`), with deletes enabled.
+- Both factories take `s3=` an `S3Config` (see `tests.s3server`) to store in a
+  bucket instead of the filesystem root; Distribution's `rootdirectory` is then
+  the config's `prefix`, so both registries see the same keys.
 - `skopeo` runs the real skopeo with a throw-away home, temp dir, auth file,
   policy and registries configuration, always over plain HTTP.
 
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.config import S3Config
 from tests.e2e.checks import SourceImages, write_source_images
 from tests.e2e.processes import (
     CARGOBAY,
@@ -59,19 +63,32 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     """Start `cargobay serve` on `root` (default: a new temp dir); stopped after the test.
 
     `extra_config` is TOML appended to the generated file: any section but
-    `[http]`, `[storage]`, `[storage.filesystem]` and `[log]` (e.g. `[auth]`).
+    `[http]`, `[storage]`, `[storage.filesystem]`, `[storage.s3]` and `[log]` (e.g.
+    `[auth]`). With `s3`, storage is that bucket and prefix (`root` is then unused).
     """
     executable = require_executable(CARGOBAY, "cargobay (pip install -e . in the venv)")
 
-    def make(root: Path | None = None, extra_config: str = "") -> ServerProcess:
+    def make(
+        root: Path | None = None, extra_config: str = "", s3: S3Config | None = None
+    ) -> ServerProcess:
         workdir = tmp_path_factory.mktemp("cargobay")
         root = root if root is not None else workdir / "root"
         port = free_port()
         config = workdir / "config.toml"
+        if s3 is None:
+            storage = (
+                f'driver = "filesystem"\n[storage.filesystem]\nroot = {json.dumps(str(root))}\n'
+            )
+        else:
+            # A JSON number, boolean or string is a TOML one too.
+            fields = "".join(
+                f"{name} = {json.dumps(getattr(s3, name))}\n"
+                for name in S3Config.__dataclass_fields__
+            )
+            storage = f'driver = "s3"\n[storage.s3]\n{fields}'
         config.write_text(
             f'[http]\naddr = "127.0.0.1:{port}"\n'
-            f'[storage]\ndriver = "filesystem"\ndelete = true\n'
-            f"[storage.filesystem]\nroot = {json.dumps(str(root))}\n"
+            f"[storage]\ndelete = true\n{storage}"
             f'[log]\nlevel = "info"\naccess_log = true\n' + extra_config
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
@@ -96,14 +113,33 @@ def cargobay(cargobay_factory: ServerFactory) -> ServerProcess:
 
 @pytest.fixture
 def distribution_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
-    """Start CNCF Distribution 2.8 on `root` (default: a new temp dir), deletes enabled."""
+    """Start CNCF Distribution 2.8 on `root` (default: a new temp dir), deletes enabled.
+
+    With `s3`, storage is its bucket below `prefix` instead, and blob GETs are
+    served, not redirected to the bucket.
+    """
     executable = require_executable(DISTRIBUTION, "CNCF Distribution (docker-registry)")
 
-    def make(root: Path | None = None) -> ServerProcess:
+    def make(root: Path | None = None, s3: S3Config | None = None) -> ServerProcess:
         workdir = tmp_path_factory.mktemp("distribution")
         root = root if root is not None else workdir / "root"
         port = free_port()
         config = workdir / "config.yml"
+        backend: dict[str, object] = {"filesystem": {"rootdirectory": str(root)}}
+        if s3 is not None:
+            backend = {
+                "s3": {
+                    "accesskey": s3.access_key,
+                    "secretkey": s3.secret_key,
+                    "region": s3.region,
+                    "regionendpoint": s3.endpoint_url,
+                    "bucket": s3.bucket,
+                    "secure": s3.endpoint_url.startswith("https:"),
+                    "v4auth": True,
+                    "rootdirectory": "/" + s3.prefix.strip("/"),
+                },
+                "redirect": {"disable": True},
+            }
         # JSON is YAML; the purge and health-check loops are off so nothing runs behind
         # the tests' backs.
         config.write_text(
@@ -113,7 +149,7 @@ def distribution_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                     "log": {"level": "warn", "accesslog": {"disabled": True}},
                     "http": {"addr": f"127.0.0.1:{port}"},
                     "storage": {
-                        "filesystem": {"rootdirectory": str(root)},
+                        **backend,
                         "delete": {"enabled": True},
                         "maintenance": {"uploadpurging": {"enabled": False}},
                     },
