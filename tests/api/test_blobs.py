@@ -19,6 +19,7 @@ class TestGetBlob:
         assert await response.read() == DATA
         assert response.headers["Docker-Content-Digest"] == digest
         assert response.headers["Content-Length"] == str(len(DATA))
+        assert response.headers["Content-Type"] == "application/octet-stream"
         assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
 
     async def test_head_returns_headers_without_body(self, client: TestClient) -> None:
