@@ -15,12 +15,13 @@ files, `lost+found`) are invisible to `list` and `walk`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import secrets
 import shutil
 import stat
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from io import FileIO
 from pathlib import Path
@@ -35,6 +36,9 @@ INLINE_READ_MAX = 64 * 1024
 CHUNK_SIZE = 1024 * 1024
 
 _COMPONENT_RE = re.compile(r"[A-Za-z0-9._-]+")
+
+# Files a walk reads per trip to a worker thread.
+_WALK_BATCH = 1000
 
 # What the OS raises when a lookup finds no file at a path: the path is
 # absent, a parent is a file, or a directory sits where a file was expected.
@@ -157,28 +161,17 @@ class FilesystemDriver(StorageDriver):
         return sorted(f"{path}/{name}" for name in names)
 
     async def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
-        # A stack of the unvisited entries of each open directory: memory is
-        # one listing per level, not the tree.
-        stack = [iter(await self._scan(path))]
-        while stack:
-            entry = next(stack[-1], None)
-            if entry is None:
-                stack.pop()
-            elif isinstance(entry, FileInfo):
-                if start_after is None or entry.path > start_after:
-                    yield entry
-            else:
-                prefix = f"{entry}/"
-                # Every path below starts with `prefix`; if `start_after` sorts
-                # after `prefix` but does not start with it, all of them sort
-                # before it and the directory need not be read.
-                if start_after is None or start_after < prefix or start_after.startswith(prefix):
-                    stack.append(iter(await self._scan(entry)))
-
-    async def _scan(self, path: str) -> list[FileInfo | str]:
-        """The files (as `FileInfo`) and directories (as paths) in `path`, in walk order."""
-        with _storage_errors(self.name, path):
-            return await asyncio.to_thread(_scan_dir, path, self._full(path))
+        # The tree is read in a worker thread a batch of files at a time: a
+        # thread hop per directory made a start-up walk of Distribution's
+        # layout (several directories per tag) cost ~1 ms of CPU per tag.
+        files = _walk_files(path, self._full, start_after)
+        while True:
+            with _storage_errors(self.name, path):
+                batch = await asyncio.to_thread(_take, files, _WALK_BATCH)
+            for info in batch:
+                yield info
+            if len(batch) < _WALK_BATCH:
+                return
 
     async def _move(self, source: str, dest: str) -> None:
         with _lookup_errors(self.name, source):
@@ -321,6 +314,35 @@ def _truncate(full: str) -> None:
 def _child_names(full: str) -> list[str]:
     with os.scandir(full) as entries:
         return [entry.name for entry in entries if _COMPONENT_RE.fullmatch(entry.name)]
+
+
+def _walk_files(
+    path: str, full: Callable[[str], str], start_after: str | None
+) -> Iterator[FileInfo]:
+    """Every file below `path` in byte order, after `start_after`; reads a directory at a time.
+
+    A stack of the unvisited entries of each open directory: memory is one
+    listing per level, not the tree.
+    """
+    stack = [iter(_scan_dir(path, full(path)))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif isinstance(entry, FileInfo):
+            if start_after is None or entry.path > start_after:
+                yield entry
+        else:
+            prefix = f"{entry}/"
+            # Every path below starts with `prefix`; if `start_after` sorts
+            # after `prefix` but does not start with it, all of them sort
+            # before it and the directory need not be read.
+            if start_after is None or start_after < prefix or start_after.startswith(prefix):
+                stack.append(iter(_scan_dir(entry, full(entry))))
+
+
+def _take(files: Iterator[FileInfo], n: int) -> list[FileInfo]:
+    return list(itertools.islice(files, n))
 
 
 def _scan_dir(path: str, full: str) -> list[FileInfo | str]:
