@@ -1,0 +1,1 @@
+"""Cargobay's benchmark against CNCF Distribution: `python -m bench.run` (see README.md)."""

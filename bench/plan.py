@@ -1,0 +1,118 @@
+"""What a benchmark run does: sizes, durations and concurrency of each phase, and the targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bench.seed import DataSet
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run; `quick()` and `full()` are the two documented presets."""
+
+    name: str
+    rounds: int
+    client_procs: int
+    # push: `images` images of `layers` layers of `layer_size` bytes, per mode
+    images: int  # on SeaweedFS; three times as many on a directory, which is faster
+    layers: int
+    layer_size: int
+    chunk_size: int  # PATCH size of the chunked push
+    push_concurrency: int  # blob uploads in flight per client process
+    # manifest storm
+    storm_seconds: float
+    storm_connections: int  # wrk, GET
+    head_connections: int  # hey, HEAD
+    # blob pull and pull simulation
+    pull_concurrency: int  # blob GETs in flight per client process
+    pull_seconds: float  # blobs and images are pulled round and round this long
+    sim_concurrency: int  # images in flight per client process
+    # listing and start-up data sets
+    listing: DataSet
+    startup: DataSet
+    listing_seconds: float
+    listing_connections: int
+    # memory: `memory_uploads` chunked uploads of `memory_size` bytes at once
+    memory_uploads: int
+    memory_size: int  # on a directory
+    memory_size_s3: int  # on SeaweedFS, which writes ~40 MB/s through a registry here
+    memory_chunk: int
+
+    def images_for(self, backend: str) -> int:
+        return self.images if backend == "s3" else 3 * self.images
+
+    def memory_size_for(self, backend: str) -> int:
+        return self.memory_size_s3 if backend == "s3" else self.memory_size
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(
+            name="full", rounds=3, client_procs=2,
+            images=6, layers=4, layer_size=12 * MiB, chunk_size=5 * MiB, push_concurrency=4,
+            storm_seconds=6, storm_connections=64, head_connections=32,
+            pull_concurrency=8, pull_seconds=5, sim_concurrency=4,
+            listing=DataSet("lst", repos=10_000, tags=1, manifests=1, big_every=10,
+                            big_tags=20, big_manifests=2),
+            startup=DataSet("st", repos=1_000, tags=100, manifests=10),
+            listing_seconds=6, listing_connections=8,
+            memory_uploads=50, memory_size=200 * MiB, memory_size_s3=32 * MiB,
+            memory_chunk=16 * MiB,
+        )
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return replace(
+            cls.full(), name="quick", rounds=1,
+            images=4, layers=3, layer_size=8 * MiB, storm_seconds=4, pull_seconds=3,
+            listing_seconds=4,
+            listing=DataSet("lst", repos=1_000, tags=1, manifests=1, big_every=10, big_tags=20,
+                            big_manifests=2),
+            startup=DataSet("st", repos=100, tags=100, manifests=10),
+            memory_size=20 * MiB, memory_size_s3=20 * MiB,
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line of the issue's target table, checked against a run's medians."""
+
+    backend: str
+    phase: str
+    metric: str  # "throughput", "cpu", "p50", "rss", "raw-put", "seconds", "rss-abs"
+    limit: float
+    text: str
+
+    def check(self, value: float) -> bool:
+        if self.metric in ("throughput", "raw-put"):
+            return value >= self.limit
+        return value <= self.limit
+
+
+def targets() -> list[Target]:
+    t: list[Target] = []
+    for backend, storm, push, blob, sim, listing in (
+        ("filesystem", 2.0, 1.0, 1.0, 1.0, 0.2),
+        ("s3", 3.0, 1.5, 1.0, 1.2, 0.1),
+    ):
+        for phase in ("storm-get", "storm-head"):
+            t.append(Target(backend, phase, "throughput", storm, f">= {storm:.1f}x req/s"))
+            t.append(Target(backend, phase, "cpu", 0.5, "<= 0.5x CPU/req"))
+        for phase in ("push-mono", "push-chunked"):
+            t.append(Target(backend, phase, "throughput", push, f">= {push:.1f}x MB/s"))
+            if backend == "s3":
+                t.append(Target(backend, phase, "raw-put", 0.6, ">= 60% of raw PUT"))
+        pulls = ["blob-pull"] + (["blob-pull-redirect"] if backend == "s3" else [])
+        for phase in pulls:
+            t.append(Target(backend, phase, "throughput", blob, f">= {blob:.1f}x MB/s"))
+        sims = ["pull-sim"] + (["pull-sim-redirect"] if backend == "s3" else [])
+        for phase in sims:
+            t.append(Target(backend, phase, "throughput", sim, f">= {sim:.1f}x images/s"))
+        for phase in ("catalog", "tags"):
+            t.append(Target(backend, phase, "p50", listing, f"<= {listing:.1f}x p50"))
+        t.append(Target(backend, "memory", "rss", 1.0, "<= 1.0x peak RSS"))
+    t.append(Target("s3", "startup", "seconds", 15.0, "ready <= 15 s"))
+    t.append(Target("s3", "memory", "rss-abs", 512.0, "<= 512 MiB"))
+    return t

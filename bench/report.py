@@ -1,0 +1,244 @@
+"""Medians over rounds, the one table, and the verdict on each of the issue's targets."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from typing import Any
+
+from bench.plan import Plan, targets
+
+PHASES: list[tuple[str, str]] = [
+    ("push-mono", "push, monolithic"),
+    ("push-chunked", "push, chunked (PATCH)"),
+    ("storm-get", "manifest storm, GET (wrk)"),
+    ("storm-head", "manifest storm, HEAD (hey)"),
+    ("blob-pull", "blob pull"),
+    ("blob-pull-redirect", "blob pull, redirect on"),
+    ("pull-sim", "pull simulation"),
+    ("pull-sim-redirect", "pull simulation, redirect"),
+    ("catalog", "catalog page (n=100)"),
+    ("tags", "tags list"),
+    ("startup", "start-up, time to ready"),
+    ("memory", "50 chunked uploads"),
+]
+CEILINGS = {
+    "storm-get": "ceiling: bare aiohttp, wrk GET",
+    "storm-head": "ceiling: bare aiohttp, hey HEAD",
+    "push-mono": "ceiling: raw aiobotocore PUT",
+    "blob-pull": "ceiling: raw aiobotocore GET",
+}
+METRICS = ("throughput", "p50_ms", "p99_ms", "cpu_ms_per_request", "peak_rss_mib",
+           "storage_cpu_ms_per_request")
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def summarize(measures: list[Any]) -> list[dict[str, Any]]:
+    """One entry per (backend, phase): each registry's medians over rounds, and ratios."""
+    groups: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    for m in measures:
+        groups.setdefault((m.backend, m.phase), {}).setdefault(m.registry, []).append(m)
+    order = {p: i for i, (p, _) in enumerate(PHASES)}
+    out = []
+    for (backend, phase), by_registry in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] != "filesystem", order.get(kv[0][1], 99))
+    ):
+        entry: dict[str, Any] = {"backend": backend, "phase": phase, "registries": {}}
+        for registry, ms in by_registry.items():
+            entry["unit"] = ms[0].unit
+            figures: dict[str, Any] = {k: _median([getattr(m, k) for m in ms]) for k in METRICS}
+            figures["rounds"] = len(ms)
+            figures["errors"] = sum(m.errors for m in ms)
+            figures["client"] = ms[-1].client
+            figures["client_saturated"] = any(m.client_saturated for m in ms)
+            figures["per_round"] = [m.throughput for m in ms]
+            entry["registries"][registry] = figures
+        d = entry["registries"].get("distribution")
+        c = entry["registries"].get("cargobay")
+        ceiling = entry["registries"].get("ceiling")
+        if d and c:
+            entry["ratio"] = {k: _ratio(c[k], d[k]) for k in METRICS}
+            paired = [
+                _ratio(x, y) for x, y in zip(c["per_round"], d["per_round"], strict=False)
+            ]
+            entry["ratio"]["throughput_paired_median"] = _median(paired)
+        if c and ceiling:
+            entry["cargobay_over_ceiling"] = _ratio(c["throughput"], ceiling["throughput"])
+        out.append(entry)
+    return out
+
+
+def _find(summary: list[dict[str, Any]], backend: str, phase: str) -> dict[str, Any] | None:
+    for entry in summary:
+        if entry["backend"] == backend and entry["phase"] == phase:
+            return entry
+    return None
+
+
+def check_targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured value and PASS / FAIL / NOT RUN."""
+    verdicts = []
+    for target in targets():
+        entry = _find(summary, target.backend, target.phase)
+        value: float | None = None
+        if entry is not None:
+            c = entry["registries"].get("cargobay")
+            ratio = entry.get("ratio", {})
+            if target.metric == "throughput":
+                value = ratio.get("throughput")
+            elif target.metric == "cpu":
+                value = ratio.get("cpu_ms_per_request")
+            elif target.metric == "p50":
+                value = ratio.get("p50_ms")
+            elif target.metric == "rss":
+                value = ratio.get("peak_rss_mib")
+            elif target.metric == "raw-put":
+                raw = _find(summary, "s3", "push-mono")
+                ceiling = raw["registries"].get("ceiling") if raw else None
+                if c and ceiling:
+                    value = _ratio(c["throughput"], ceiling["throughput"])
+            elif target.metric == "seconds" and c:
+                value = c["throughput"]
+            elif target.metric == "rss-abs" and c:
+                value = c["peak_rss_mib"]
+        errors = 0
+        if entry is not None:
+            errors = sum(f["errors"] for f in entry["registries"].values())
+        status = "NOT RUN" if value is None else ("PASS" if target.check(value) else "FAIL")
+        if errors and status == "PASS":
+            status = "PASS*"  # the figure holds, but some requests failed: see the JSON
+        verdicts.append({
+            "backend": target.backend, "phase": target.phase, "target": target.text,
+            "value": value, "metric": target.metric, "status": status, "errors": errors,
+        })
+    return verdicts
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 10000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def table(summary: list[dict[str, Any]], plan: Plan) -> str:
+    """The one table: both registries side by side, medians over rounds, ceiling rows."""
+    labels = dict(PHASES)
+    header = (
+        f"{'backend':<10} {'phase':<31} {'unit':<8} {'Distrib.':>9} {'Cargobay':>9} "
+        f"{'C/D':>6} {'C/ceil':>6} | {'p50 ms D / C':>15} | {'p99 ms D / C':>15} | "
+        f"{'CPU ms/req D / C':>17} {'C/D':>6} | {'peak RSS MiB D / C':>18} | client D / C"
+    )
+    lines = [header, "-" * len(header)]
+    for entry in summary:
+        regs = entry["registries"]
+        d, c, ceil = regs.get("distribution"), regs.get("cargobay"), regs.get("ceiling")
+        label = labels.get(entry["phase"], entry["phase"])
+        if entry["backend"] == "s3" and entry["phase"] in ("blob-pull", "pull-sim"):
+            label += ", redirect off"
+        if entry["phase"] == "startup":
+            label = f"start-up, {plan.startup.total_tags // 1000}k tags (s)"
+        if entry["phase"] in ("catalog", "tags"):
+            label += f", {plan.listing.repos // 1000}k repos"
+        if entry["phase"] == "memory":
+            size = plan.memory_size_for(entry["backend"]) >> 20
+            label = f"{plan.memory_uploads} x {size} MiB chunked uploads"
+        ratio = entry.get("ratio", {})
+        digits = 2 if entry["unit"] == "s" else 1
+        if d or c:
+            def pair(key: str, digits: int = 1, d: Any = d, c: Any = c) -> str:
+                return f"{_fmt(d and d[key], digits)} / {_fmt(c and c[key], digits)}"
+
+            def flag(f: dict[str, Any] | None) -> str:
+                if not f:
+                    return "-"
+                errors = f" ERR{f['errors']}" if f["errors"] else ""
+                return str(f["client"]) + ("!" if f["client_saturated"] else "") + errors
+
+            lines.append(
+                f"{entry['backend']:<10} {label:<31} {entry['unit']:<8} "
+                f"{_fmt(d and d['throughput'], digits):>9} "
+                f"{_fmt(c and c['throughput'], digits):>9} "
+                f"{_x(ratio.get('throughput')):>6} {_x(entry.get('cargobay_over_ceiling')):>6} | "
+                f"{pair('p50_ms'):>15} | {pair('p99_ms'):>15} | "
+                f"{pair('cpu_ms_per_request', 3):>17} {_x(ratio.get('cpu_ms_per_request')):>6} | "
+                f"{pair('peak_rss_mib', 0):>18} | {flag(d)} / {flag(c)}"
+            )
+        if ceil:
+            name = CEILINGS.get(entry["phase"], "ceiling")
+            lines.append(
+                f"{entry['backend']:<10} {name:<31} {entry['unit']:<8} "
+                f"{'':>9} {'':>9} {'':>6} {_fmt(ceil['throughput']):>6} | "
+                f"{'- / ' + _fmt(ceil['p50_ms']):>15} | {'- / ' + _fmt(ceil['p99_ms']):>15} | "
+                f"{'- / ' + _fmt(ceil['cpu_ms_per_request'], 3):>17} {'':>6} | "
+                f"{'- / ' + _fmt(ceil['peak_rss_mib'], 0):>18} | {ceil['client']}"
+            )
+    lines.append("")
+    lines.append(
+        "Medians over rounds; C/D = Cargobay / Distribution; C/ceil = Cargobay / ceiling row. "
+        "CPU ms/req: server process\nCPU (utime+stime) / requests"
+        " (ceiling rows: of the bare server, or of SeaweedFS for raw S3). Peak RSS: VmHWM reset"
+        " per phase.\nclient: load generator processes (or tool threads) and the busiest one's"
+        " share of a core; '!' marks a saturated\nload generator, whose figure is a floor. Server"
+        " and load share 2 cores: ratios within one run are what count."
+    )
+    return "\n".join(lines)
+
+
+def targets_table(verdicts: list[dict[str, Any]]) -> str:
+    lines = [f"{'backend':<10} {'phase':<20} {'target':<22} {'measured':>9}  verdict"]
+    for v in verdicts:
+        value = v["value"]
+        if value is None:
+            shown = "-"
+        elif v["metric"] == "seconds":
+            shown = f"{value:.1f} s"
+        elif v["metric"] == "rss-abs":
+            shown = f"{value:.0f} MiB"
+        elif v["metric"] == "raw-put":
+            shown = f"{100 * value:.0f}%"
+        else:
+            shown = f"{value:.2f}x"
+        lines.append(f"{v['backend']:<10} {v['phase']:<20} {v['target']:<22} {shown:>9}  "
+                     f"{v['status']}")
+    passed = sum(v["status"].startswith("PASS") for v in verdicts)
+    ran = sum(v["status"] != "NOT RUN" for v in verdicts)
+    lines.append(f"{passed} of {ran} targets met ({len(verdicts) - ran} not run)")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except OSError:
+            return "?"
+        text: str = (out.stdout or out.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_end": os.getloadavg(),
+        "distribution": version(["/usr/bin/docker-registry", "--version"]),
+        "wrk": version(["wrk", "-v"]),
+    }
