@@ -19,7 +19,7 @@ from registry.storage.driver import FileInfo, FileWriter, StorageDriver
 
 
 class BlobSizeLimit(StorageDriver):
-    """`inner`, with upload writers limited to `max_bytes` in all."""
+    """`inner`, with upload and staged (blob) writers limited to `max_bytes` in all."""
 
     def __init__(self, inner: StorageDriver, max_bytes: int) -> None:
         self._inner = inner
@@ -38,6 +38,11 @@ class BlobSizeLimit(StorageDriver):
         if entry is not None and entry.kind == "upload" and path.endswith("/data"):
             return _LimitedWriter(writer, self._max_bytes)
         return writer
+
+    async def _staged_writer(self, path: str) -> FileWriter:
+        # Staged writers carry whole blobs (monolithic uploads); the inner
+        # driver's own staging is kept, S3's copy-free one included.
+        return _LimitedWriter(await self._inner.staged_writer(path), self._max_bytes)
 
     async def _get_content(self, path: str) -> bytes:
         return await self._inner.get_content(path)

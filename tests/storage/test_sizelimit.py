@@ -1,4 +1,4 @@
-"""`BlobSizeLimit`: upload writers stop at the limit; everything else passes through."""
+"""`BlobSizeLimit`: upload and staged blob writers stop at the limit; the rest passes through."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ class TestBlobSizeLimit:
         with pytest.raises(PayloadTooLarge):
             await resumed.write(b"x")
         await resumed.cancel()
+
+    async def test_staged_blob_writer_refuses_the_write_that_would_pass_the_limit(
+        self, driver: StorageDriver
+    ) -> None:
+        limited = BlobSizeLimit(driver, max_bytes=10)
+        path = "/docker/registry/v2/blobs/sha256/ab/abc/data"
+        writer = await limited.staged_writer(path)
+        await writer.write(b"1234567890")
+        with pytest.raises(PayloadTooLarge):
+            await writer.write(b"x")
+        await writer.cancel()
+        assert [f async for f in limited.walk("/docker/registry/v2/blobs")] == []
 
     async def test_other_paths_are_not_limited(self, driver: StorageDriver) -> None:
         limited = BlobSizeLimit(driver, max_bytes=10)
