@@ -120,6 +120,15 @@ class UploadStore:
         session = self._session(upload_id)
         async with session.lock:
             writer = await self._resume(name, upload_id)
+            if writer.size == 0 and body is not None:
+                # POST then PUT with the whole body (ORAS, crane): as monolithic
+                # as a POST ?digest=, so stage it at the blob path like `put`.
+                await writer.cancel()
+                self._sessions.pop(upload_id, None)
+                try:
+                    return await self.put(name, digest, body)
+                finally:
+                    await self._remove(name, upload_id)
             try:
                 if body is not None:
                     await self._write(session, writer, body)
