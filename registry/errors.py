@@ -16,7 +16,6 @@ error code and the HTTP status it answers with; the error middleware in
     ├── NameInvalid                     NAME_INVALID          400
     ├── NameUnknown                     NAME_UNKNOWN          404
     ├── SizeInvalid                     SIZE_INVALID          400
-    ├── TagInvalid                      TAG_INVALID           400
     ├── PaginationInvalid               PAGINATION_NUMBER_INVALID 400
     ├── Unauthorized                    UNAUTHORIZED          401
     ├── Denied                          DENIED                403
@@ -144,12 +143,6 @@ class SizeInvalid(RegistryError):
     code = "SIZE_INVALID"
     status = 400
     default_message = "provided length did not match content length"
-
-
-class TagInvalid(RegistryError):
-    code = "TAG_INVALID"
-    status = 400
-    default_message = "invalid tag"
 
 
 class PaginationInvalid(RegistryError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from registry.errors import NameInvalid, TagInvalid
+from registry.errors import NameInvalid
 
 _NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"^{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*$")
@@ -29,9 +29,3 @@ def is_tag(reference: str) -> bool:
     """True if `reference` is shaped like a tag (as opposed to a digest)."""
     return _TAG_RE.match(reference) is not None
 
-
-def validate_tag(tag: str) -> str:
-    """Return `tag` if it matches the tag grammar, else raise `TagInvalid`."""
-    if not is_tag(tag):
-        raise TagInvalid(f"invalid tag {tag[:200]!r}", detail={"tag": tag[:200]})
-    return tag

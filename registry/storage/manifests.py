@@ -26,7 +26,7 @@ from registry.errors import (
     Unsupported,
 )
 from registry.manifest import Manifest, detect_media_type, parse_manifest
-from registry.reference import is_tag, validate_tag
+from registry.reference import is_tag
 from registry.storage import layout
 from registry.storage.blobs import BlobStore
 from registry.storage.driver import StorageDriver
@@ -118,15 +118,14 @@ class ManifestStore:
         manifest is not in the repository). Storage is written before the index.
         """
         manifest = parse_manifest(data, content_type)
+        payload = data if manifest.canonical is None else manifest.canonical
         tag: str | None = None
         if is_tag(reference):
-            tag = validate_tag(reference)
-            digest = Digest.of(manifest.canonical if manifest.canonical is not None else data)
+            tag = reference
+            digest = Digest.of(payload)
         else:
             claimed = Digest.parse(reference)
-            digest = Digest.of(
-                manifest.canonical if manifest.canonical is not None else data, claimed.algorithm
-            )
+            digest = Digest.of(payload, claimed.algorithm)
             if digest != claimed:
                 raise DigestInvalid(
                     "manifest digest does not match the reference", detail={"digest": reference}
