@@ -20,12 +20,12 @@ MAX_NAME_LENGTH = 255
 
 def validate_name(name: str) -> str:
     """Return `name` if it is a valid repository name, else raise `NameInvalid`."""
-    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         raise NameInvalid(f"invalid repository name {name[:300]!r}", detail={"name": name[:300]})
     return name
 
 
 def is_tag(reference: str) -> bool:
     """True if `reference` is shaped like a tag (as opposed to a digest)."""
-    return _TAG_RE.match(reference) is not None
+    return _TAG_RE.fullmatch(reference) is not None
 

@@ -237,6 +237,20 @@ class TestPutRejections:
         assert response.status == 400
 
 
+class TestTrailingNewline:
+    async def test_tag_ending_in_a_newline_is_refused_as_a_client_error(
+        self, client: TestClient
+    ) -> None:
+        """`$` also matches before a final newline; the tag grammar must not let one through."""
+        image = await push_image(client, "lib/app", "v1")
+        response = await client.put(
+            "/v2/lib/app/manifests/v2%0A",
+            data=image.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status == 400
+
+
 class TestGetErrors:
     async def test_unknown_tag_returns_manifest_unknown(self, client: TestClient) -> None:
         response = await client.get("/v2/lib/app/manifests/nope")
