@@ -28,4 +28,3 @@ def validate_name(name: str) -> str:
 def is_tag(reference: str) -> bool:
     """True if `reference` is shaped like a tag (as opposed to a digest)."""
     return _TAG_RE.fullmatch(reference) is not None
-

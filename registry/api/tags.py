@@ -14,6 +14,7 @@ async def list_tags(request: web.Request) -> web.Response:
     """The tags of the repository in lexical order; `NAME_UNKNOWN` if it does not exist."""
     name = repository_name(request)
     index = registry_of(request).index
+    await index.load(name)
     if not index.has_repository(name):
         raise NameUnknown(detail={"name": name})
     tags, link = paginate(request, lambda last, n: index.tags(name, last, n))

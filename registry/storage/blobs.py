@@ -42,6 +42,7 @@ class BlobStore:
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """The blob `digest` as linked in `name`; `BlobUnknown` if it is not."""
+        await self._index.load(name)
         if not self._index.has_layer(name, str(digest)):
             raise BlobUnknown(detail={"digest": str(digest)})
         size = await self.content_size(digest)
@@ -91,11 +92,14 @@ class BlobStore:
 
     async def link(self, name: str, digest: Digest) -> None:
         """Make the stored content of `digest` visible in `name`."""
+        await self._index.load(name)
         await self._driver.put_content(layout.layer_link(name, digest), str(digest).encode())
         self._index.add_layer(name, str(digest))
 
     async def mount(self, name: str, digest: Digest, source: str) -> BlobInfo | None:
         """Link blob `digest` from repository `source` into `name`, or None if `source` lacks it."""
+        await self._index.load(source)
+        await self._index.load(name)
         if not self._index.has_layer(source, str(digest)):
             return None
         size = await self.content_size(digest)
@@ -109,6 +113,7 @@ class BlobStore:
         """Unlink blob `digest` from `name`; the shared content stays for garbage collection."""
         if not self._delete_enabled:
             raise Unsupported("deletes are disabled on this registry")
+        await self._index.load(name)
         if not self._index.has_layer(name, str(digest)):
             raise BlobUnknown(detail={"digest": str(digest)})
         # Already gone from storage means the index was behind: catch it up.

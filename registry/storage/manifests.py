@@ -76,7 +76,7 @@ class ManifestStore:
 
     # -- reads ---------------------------------------------------------------
 
-    def resolve(self, name: str, reference: str) -> str:
+    def _resolve(self, name: str, reference: str) -> str:
         """The digest `reference` (a tag or a digest) names in `name`; `ManifestUnknown` if none."""
         if is_tag(reference):
             digest = self._index.resolve_tag(name, reference)
@@ -90,7 +90,8 @@ class ManifestStore:
 
     async def get(self, name: str, reference: str) -> StoredManifest:
         """The manifest `reference` names in `name`; `ManifestUnknown` if none."""
-        digest = self.resolve(name, reference)
+        await self._index.load(name)
+        digest = self._resolve(name, reference)
         cached = self._cache.get(digest)
         if cached is not None:
             self._cache.move_to_end(digest)
@@ -118,6 +119,7 @@ class ManifestStore:
         manifest is not in the repository). Storage is written before the index.
         """
         manifest = parse_manifest(data, content_type)
+        await self._index.load(name)
         payload = data if manifest.canonical is None else manifest.canonical
         tag: str | None = None
         if is_tag(reference):
@@ -150,13 +152,14 @@ class ManifestStore:
         """Delete a tag, or a manifest by digest together with every tag pointing at it."""
         if not self._delete_enabled:
             raise Unsupported("deletes are disabled on this registry")
+        await self._index.load(name)
         if is_tag(reference):
             if self._index.resolve_tag(name, reference) is None:
                 raise ManifestUnknown(detail={"tag": reference})
             await self._delete_tag(name, reference)
             self._index.remove_tag(name, reference)
             return
-        digest = self.resolve(name, reference)
+        digest = self._resolve(name, reference)
         for tag in self._index.tags_of(name, digest):
             await self._delete_tag(name, tag)
         # Already gone from storage means the index was behind: catch it up.
@@ -201,6 +204,7 @@ class ManifestStore:
 
         With `artifact_type`, only those of that artifact type.
         """
+        await self._index.load(name)
         if name not in self._referrers:
             await self._load_referrers(name)
         found = self._referrers.get(name, {}).get(str(subject), {})

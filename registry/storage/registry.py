@@ -1,11 +1,14 @@
 """The registry as the HTTP layer sees it: blobs, uploads and manifests over one driver.
 
-`Registry.open` builds the driver named by the configuration, opens it and
-rebuilds the tag index from storage; only then is the registry ready to serve.
+`Registry.open` opens the driver and finds the repositories in storage; the
+registry serves from then on, while the tag index loads every repository in
+the background (and any one a request needs first, at once).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from registry.config import StorageConfig
@@ -41,13 +44,14 @@ class Registry:
     uploads: UploadStore
     manifests: ManifestStore
     delete_enabled: bool
+    warming: asyncio.Task[None]
 
     @classmethod
     async def open(cls, driver: StorageDriver, delete_enabled: bool = True) -> Registry:
-        """Open `driver`, rebuild the index from it, and return the ready registry."""
+        """Open `driver`, find its repositories, and return the registry, ready to serve."""
         await driver.open()
         try:
-            index = await TagIndex.rebuild(driver)
+            index = await TagIndex.discover(driver)
         except BaseException:
             await driver.close()
             raise
@@ -59,8 +63,12 @@ class Registry:
             uploads=UploadStore(driver, blobs),
             manifests=ManifestStore(driver, index, blobs, delete_enabled),
             delete_enabled=delete_enabled,
+            warming=asyncio.create_task(index.warm()),
         )
 
     async def close(self) -> None:
-        """Release the driver's resources."""
+        """Stop loading the index and release the driver's resources."""
+        self.warming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.warming
         await self.driver.close()

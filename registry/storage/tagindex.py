@@ -3,30 +3,36 @@
 Tag and manifest look-ups (the hot path of a `docker pull` storm) are answered
 from here and never walk storage. The index is a cache of what storage says:
 every write reaches storage first and the index after, so a crash between the
-two loses nothing that was acknowledged, and `rebuild` at start-up restores it.
+two loses nothing that was acknowledged, and the index is rebuilt at start-up.
 
-Rebuild lists `repositories/` once. A tag's digest is read from its
-`current/link` only when its `index/` history holds more than one digest;
-otherwise the single history entry (known from the listing alone) is it, which
-saves one storage read per tag on a large bucket.
+Start-up only discovers which repositories exist (a directory listing per
+level of their names); the registry serves from then on. Each repository's
+tags, manifests and links are loaded by walking it: all of them in the
+background (`warm`), and any one at once when a request needs it first
+(`load`), so a large bucket costs seconds of start-up, not minutes. A tag's
+digest is read from its `current/link` only when its `index/` history holds
+more than one digest; otherwise the single history entry (known from the
+listing alone) is it, which saves one storage read per tag.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from registry.digest import Digest
-from registry.errors import DigestInvalid, PathNotFound, Unsupported
+from registry.errors import DigestInvalid, PathNotFound, StorageError, Unsupported
 from registry.storage import layout
 from registry.storage.driver import StorageDriver
 
 log = logging.getLogger(__name__)
 
+# Concurrent storage requests of the start-up discovery and the warm-up: many
+# short listings side by side, where one long chain of pages would crawl.
 _REBUILD_CONCURRENCY = 64
 
 
@@ -52,59 +58,71 @@ class RepositoryIndex:
 class TagIndex:
     """Repositories, tags, manifests and blob links, all in memory.
 
-    Methods are synchronous and never fail on a missing repository: callers
-    decide whether absence is an error. Mutators are called only after the
-    corresponding storage write succeeded.
+    A repository found in storage but not yet loaded is *pending*: it is
+    listed by `repositories()`, but anything else about it needs `await
+    load(name)` first (asking before is a programming error and raises
+    `RuntimeError`). Queries are synchronous and never fail on a missing
+    repository: callers decide whether absence is an error. Mutators are
+    called only after the corresponding storage write succeeded.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, driver: StorageDriver | None = None) -> None:
+        self._driver = driver
         self._repos: dict[str, RepositoryIndex] = {}
+        self._pending: set[str] = set()
+        self._loading: dict[str, asyncio.Task[None]] = {}
         self._sorted_repos: list[str] | None = None
 
     # -- queries -------------------------------------------------------------
 
     def has_repository(self, name: str) -> bool:
-        return name in self._repos
+        return name in self._repos or name in self._pending
 
     def repositories(self, last: str | None = None, n: int | None = None) -> list[str]:
         """Repository names in lexical order, after `last`, at most `n` of them."""
         if self._sorted_repos is None:
-            self._sorted_repos = sorted(self._repos)
+            self._sorted_repos = sorted(self._repos.keys() | self._pending)
         return _page(self._sorted_repos, last, n)
 
     def tags(self, name: str, last: str | None = None, n: int | None = None) -> list[str]:
         """Tags of `name` in lexical order, after `last`, at most `n` of them."""
-        repo = self._repos.get(name)
+        repo = self._get(name)
         return _page(repo.sorted_tags(), last, n) if repo else []
 
     def resolve_tag(self, name: str, tag: str) -> str | None:
         """The digest `tag` points at in `name`, or None."""
-        repo = self._repos.get(name)
+        repo = self._get(name)
         return repo.tags.get(tag) if repo else None
 
     def has_manifest(self, name: str, digest: str) -> bool:
-        repo = self._repos.get(name)
+        repo = self._get(name)
         return repo is not None and digest in repo.manifests
 
     def has_layer(self, name: str, digest: str) -> bool:
-        repo = self._repos.get(name)
+        repo = self._get(name)
         return repo is not None and digest in repo.layers
 
     def manifests(self, name: str) -> list[str]:
         """Digests of every manifest revision of `name`."""
-        repo = self._repos.get(name)
+        repo = self._get(name)
         return list(repo.manifests) if repo else []
 
     def tags_of(self, name: str, digest: str) -> list[str]:
         """Tags of `name` that point at `digest`."""
-        repo = self._repos.get(name)
+        repo = self._get(name)
         return [t for t, d in repo.tags.items() if d == digest] if repo else []
 
     def counts(self) -> tuple[int, int, int]:
-        """(repositories, tags, manifests) held, for logs and metrics."""
+        """(repositories, tags, manifests) held, for logs; pending repositories add no tags."""
         tags = sum(len(r.tags) for r in self._repos.values())
         manifests = sum(len(r.manifests) for r in self._repos.values())
-        return len(self._repos), tags, manifests
+        return len(self._repos) + len(self._pending), tags, manifests
+
+    def _get(self, name: str) -> RepositoryIndex | None:
+        repo = self._repos.get(name)
+        if repo is None and name in self._pending:
+            raise RuntimeError(f"repository {name!r} used before it was loaded")
+        return repo
 
     # -- mutators ------------------------------------------------------------
 
@@ -112,7 +130,7 @@ class TagIndex:
         self._repo(name).layers.add(digest)
 
     def remove_layer(self, name: str, digest: str) -> None:
-        repo = self._repos.get(name)
+        repo = self._get(name)
         if repo:
             repo.layers.discard(digest)
             self._drop_if_empty(name, repo)
@@ -122,7 +140,7 @@ class TagIndex:
 
     def remove_manifest(self, name: str, digest: str) -> list[str]:
         """Forget manifest `digest` and every tag pointing at it; return those tags."""
-        repo = self._repos.get(name)
+        repo = self._get(name)
         if repo is None:
             return []
         repo.manifests.discard(digest)
@@ -141,13 +159,13 @@ class TagIndex:
         repo.tags[tag] = digest
 
     def remove_tag(self, name: str, tag: str) -> None:
-        repo = self._repos.get(name)
+        repo = self._get(name)
         if repo and repo.tags.pop(tag, None) is not None:
             repo._sorted_tags = None
             self._drop_if_empty(name, repo)
 
     def _repo(self, name: str) -> RepositoryIndex:
-        repo = self._repos.get(name)
+        repo = self._get(name)
         if repo is None:
             repo = self._repos[name] = RepositoryIndex()
             self._sorted_repos = None
@@ -158,104 +176,145 @@ class TagIndex:
             del self._repos[name]
             self._sorted_repos = None
 
-    # -- rebuild -------------------------------------------------------------
+    # -- loading from storage --------------------------------------------------
 
     @classmethod
-    async def rebuild(cls, driver: StorageDriver) -> TagIndex:
-        """Build the index from what `driver` holds under Distribution's layout.
+    async def discover(cls, driver: StorageDriver) -> TagIndex:
+        """An index of the repositories `driver` holds under Distribution's layout, all pending.
 
-        Entries that do not parse (foreign files, bad digests) are skipped with
-        a warning rather than stopping the start-up.
+        Repositories are the directories holding `_manifests` or `_layers`,
+        found by listing `repositories/` down level by level, concurrently.
         """
         started = time.monotonic()
-        index = cls()
-        # (repository, tag) -> digests found in the tag's index/ history, for
-        # every tag that has a current link
-        history: dict[tuple[str, str], list[str]] = {}
-        current: set[tuple[str, str]] = set()
+        index = cls(driver)
+        limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+        base = len(layout.REPOSITORIES) + 1
 
-        def record(path: str) -> None:
-            entry = layout.parse_repository_path(path)
-            if entry is None or entry.kind == "upload":
-                return
-            if entry.kind == "tag":
-                current.add((entry.name, entry.tag))
-                return
-            digest = _digest_text(entry.algorithm, entry.hex, path)
-            if digest is None:
-                return
-            if entry.kind == "layer":
-                index.add_layer(entry.name, digest)
-            elif entry.kind == "revision":
-                index.add_manifest(entry.name, digest)
-            elif entry.kind == "tag-history":
-                history.setdefault((entry.name, entry.tag), []).append(digest)
+        async def visit(directory: str) -> None:
+            async with limit:
+                try:
+                    children = await driver.list(directory)
+                except PathNotFound:
+                    return
+            nested = []
+            for child in children:
+                leaf = child.rpartition("/")[2]
+                if leaf in ("_manifests", "_layers"):
+                    index._pending.add(directory[base:])
+                elif not leaf.startswith("_"):
+                    nested.append(child)
+            await asyncio.gather(*(visit(child) for child in nested))
 
-        await _walk_repositories(driver, record)
-        await index._resolve_tags(driver, {key: history.get(key, []) for key in current})
-        repos, tags, manifests = index.counts()
+        await visit(layout.REPOSITORIES)
         log.info(
-            "index rebuilt from storage: %d repositories, %d tags, %d manifests in %.2fs",
+            "found %d repositories in storage in %.2fs; loading them in the background",
+            len(index._pending),
+            time.monotonic() - started,
+        )
+        return index
+
+    async def load(self, name: str) -> None:
+        """Make sure what storage holds of pending repository `name` is in the index.
+
+        Returns at once for a loaded (or unknown) repository. Concurrent calls
+        share one walk; one cancelled caller does not stop it for the others.
+        A storage error leaves the repository pending, to be tried again.
+        """
+        if name not in self._pending:
+            return
+        task = self._loading.get(name)
+        if task is None:
+            task = self._loading[name] = asyncio.create_task(self._load(name))
+            task.add_done_callback(functools.partial(self._loaded, name))
+        await asyncio.shield(task)
+
+    async def warm(self) -> None:
+        """Load every pending repository; one that fails stays pending, with a warning."""
+        started = time.monotonic()
+        limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+
+        async def warm_one(name: str) -> None:
+            async with limit:
+                try:
+                    await self.load(name)
+                except StorageError as e:
+                    log.warning("repository %s not loaded, will retry on use: %s", name, e)
+
+        await asyncio.gather(*(warm_one(name) for name in sorted(self._pending)))
+        repos, tags, manifests = self.counts()
+        log.info(
+            "index loaded from storage: %d repositories, %d tags, %d manifests in %.2fs",
             repos,
             tags,
             manifests,
             time.monotonic() - started,
         )
-        return index
 
-    async def _resolve_tags(
-        self, driver: StorageDriver, history: dict[tuple[str, str], list[str]]
-    ) -> None:
-        ambiguous: list[tuple[str, str]] = []
-        for (name, tag), digests in history.items():
-            if len(digests) == 1:
-                self.set_tag(name, tag, digests[0])
-            else:
-                ambiguous.append((name, tag))
-        limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+    def _loaded(self, name: str, task: asyncio.Task[None]) -> None:
+        del self._loading[name]
+        if not task.cancelled():
+            # Retrieved here so that an error nobody awaited any more is not
+            # reported as lost; awaiting callers got it already.
+            task.exception()
 
-        async def read_current(name: str, tag: str) -> None:
-            async with limit:
-                try:
-                    text = (await driver.get_content(layout.tag_current_link(name, tag))).decode()
-                    digest = str(Digest.parse(text.strip()))
-                except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
-                    log.warning("skipping tag %s:%s: unreadable current link", name, tag)
-                    return
-                self.set_tag(name, tag, digest)
+    async def _load(self, name: str) -> None:
+        assert self._driver is not None, "only a discovered index loads repositories"
+        driver = self._driver
+        repo = RepositoryIndex()
+        # tag -> digests of its index/ history, for every tag with a current link
+        history: dict[str, list[str]] = {}
+        current: set[str] = set()
+        for section in ("_manifests", "_layers"):
+            try:
+                async for info in driver.walk(f"{layout.REPOSITORIES}/{name}/{section}"):
+                    entry = layout.parse_repository_path(info.path)
+                    if entry is None or entry.kind == "upload" or entry.name != name:
+                        continue
+                    if entry.kind == "tag":
+                        current.add(entry.tag)
+                        continue
+                    digest = _digest_text(entry.algorithm, entry.hex, info.path)
+                    if digest is None:
+                        continue
+                    if entry.kind == "layer":
+                        repo.layers.add(digest)
+                    elif entry.kind == "revision":
+                        repo.manifests.add(digest)
+                    elif entry.kind == "tag-history":
+                        history.setdefault(entry.tag, []).append(digest)
+            except PathNotFound:
+                continue
+        await _resolve_tags(driver, name, repo, {tag: history.get(tag, []) for tag in current})
+        self._pending.discard(name)
+        if repo.is_empty():
+            self._sorted_repos = None
+        else:
+            self._repos[name] = repo
 
-        await asyncio.gather(*(read_current(n, t) for n, t in ambiguous))
 
-
-async def _walk_repositories(driver: StorageDriver, record: Callable[[str], None]) -> None:
-    """Call `record` with the path of every manifest and layer link of every repository.
-
-    Repositories are found by listing directories down to the ones holding
-    `_manifests`/`_layers`, and each is walked on its own, concurrently: on S3
-    one flat listing of a large bucket is a long chain of sequential requests,
-    while many short listings run side by side. Upload directories are never
-    walked.
-    """
+async def _resolve_tags(
+    driver: StorageDriver, name: str, repo: RepositoryIndex, history: dict[str, list[str]]
+) -> None:
+    """Set each tag of `history` in `repo`, reading `current/link` where history is ambiguous."""
+    ambiguous: list[str] = []
+    for tag, digests in history.items():
+        if len(digests) == 1:
+            repo.tags[tag] = digests[0]
+        else:
+            ambiguous.append(tag)
     limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
 
-    async def visit(directory: str) -> None:
+    async def read_current(tag: str) -> None:
         async with limit:
             try:
-                children = await driver.list(directory)
-            except PathNotFound:
+                text = (await driver.get_content(layout.tag_current_link(name, tag))).decode()
+                digest = str(Digest.parse(text.strip()))
+            except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
+                log.warning("skipping tag %s:%s: unreadable current link", name, tag)
                 return
-        nested = []
-        for child in children:
-            leaf = child.rpartition("/")[2]
-            if leaf in ("_manifests", "_layers"):
-                async with limit:
-                    async for info in driver.walk(child):
-                        record(info.path)
-            elif not leaf.startswith("_"):
-                nested.append(child)
-        await asyncio.gather(*(visit(child) for child in nested))
+            repo.tags[tag] = digest
 
-    await visit(layout.REPOSITORIES)
+    await asyncio.gather(*(read_current(tag) for tag in ambiguous))
 
 
 def _digest_text(algorithm: str, hexpart: str, path: str) -> str | None:

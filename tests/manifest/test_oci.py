@@ -94,9 +94,7 @@ class TestOciImageManifest:
         foreign = ref(b"windows base layer")
         body["layers"].insert(
             0,
-            descriptor(
-                OCI_NONDISTRIBUTABLE_LAYER, foreign, urls=["https://mcr.microsoft.com/l/x"]
-            ),
+            descriptor(OCI_NONDISTRIBUTABLE_LAYER, foreign, urls=["https://mcr.microsoft.com/l/x"]),
         )
         manifest = parse_manifest(orjson.dumps(body), OCI_MANIFEST)
         assert foreign[0] not in digests(manifest.blobs)
@@ -127,9 +125,7 @@ class TestOciArtifacts:
         manifest = parse_manifest(oci_artifact_manifest(SBOM_SPDX), OCI_MANIFEST)
         assert manifest.artifact_type == SBOM_SPDX
         assert manifest.blobs[0] == Descriptor(OCI_EMPTY, Digest.parse(EMPTY_CONFIG[0]), 2)
-        assert manifest.annotations == {
-            "org.opencontainers.image.created": "2024-05-14T09:12:44Z"
-        }
+        assert manifest.annotations == {"org.opencontainers.image.created": "2024-05-14T09:12:44Z"}
 
     def test_layer_annotations_are_kept_on_the_descriptor(self) -> None:
         manifest = parse_manifest(oci_artifact_manifest(), OCI_MANIFEST)
@@ -139,9 +135,7 @@ class TestOciArtifacts:
         image = oci_image_manifest()
         body = oci_artifact_manifest(COSIGN_SIGNATURE, subject=ref(image))
         manifest = parse_manifest(body, OCI_MANIFEST)
-        assert manifest.subject == Descriptor(
-            OCI_MANIFEST, Digest.parse(ref(image)[0]), len(image)
-        )
+        assert manifest.subject == Descriptor(OCI_MANIFEST, Digest.parse(ref(image)[0]), len(image))
         assert manifest.artifact_type == COSIGN_SIGNATURE
         assert ref(image)[0] not in digests(manifest.blobs)
 

@@ -47,8 +47,12 @@ def without(body: bytes, field: str) -> bytes:
 class TestPublicApi:
     def test_manifest_media_types_are_the_six_formats(self) -> None:
         six = {
-            DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA2, DOCKER_MANIFEST_LIST,
-            OCI_MANIFEST, OCI_INDEX,
+            DOCKER_SCHEMA1,
+            DOCKER_SCHEMA1_SIGNED,
+            DOCKER_SCHEMA2,
+            DOCKER_MANIFEST_LIST,
+            OCI_MANIFEST,
+            OCI_INDEX,
         }
         assert six == MANIFEST_MEDIA_TYPES
 

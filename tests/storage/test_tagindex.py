@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
 
 from registry.digest import Digest
+from registry.errors import StorageError
 from registry.storage import layout
-from registry.storage.driver import StorageDriver
+from registry.storage.blobs import BlobStore
+from registry.storage.driver import FileInfo, StorageDriver
+from registry.storage.manifests import ManifestStore
+from registry.storage.registry import Registry
 from registry.storage.tagindex import TagIndex
+from tests.manifest import samples
+
+
+async def rebuild(driver: StorageDriver) -> TagIndex:
+    """The index as it stands once start-up discovery and the background warm-up are done."""
+    index = await TagIndex.discover(driver)
+    await index.warm()
+    return index
 
 
 def digest(n: int) -> Digest:
@@ -33,7 +49,7 @@ class TestRebuild:
         await write_tag(driver, "lib/app", "v1", digest(2))
         await write_tag(driver, "other", "latest", digest(3))
         await write_tag(driver, "lib/app/nested", "v9", digest(3))
-        index = await TagIndex.rebuild(driver)
+        index = await rebuild(driver)
         assert index.repositories() == ["lib/app", "lib/app/nested", "other"]
         assert index.resolve_tag("lib/app/nested", "v9") == str(digest(3))
         assert index.tags("lib/app") == ["v1"]
@@ -46,14 +62,14 @@ class TestRebuild:
         self, driver: StorageDriver
     ) -> None:
         await write_tag(driver, "lib/app", "latest", digest(5), digest(4))
-        index = await TagIndex.rebuild(driver)
+        index = await rebuild(driver)
         assert index.resolve_tag("lib/app", "latest") == str(digest(4))
 
     async def test_tag_without_current_link_is_not_a_tag(self, driver: StorageDriver) -> None:
         await driver.put_content(
             layout.tag_index_link("lib/app", "gone", digest(1)), str(digest(1)).encode()
         )
-        index = await TagIndex.rebuild(driver)
+        index = await rebuild(driver)
         assert index.resolve_tag("lib/app", "gone") is None
 
     async def test_uploads_and_foreign_files_are_ignored(self, driver: StorageDriver) -> None:
@@ -63,11 +79,11 @@ class TestRebuild:
         await driver.put_content(
             f"{layout.REPOSITORIES}/lib/app/_layers/sha256/nothex/link", b"sha256:nothex"
         )
-        index = await TagIndex.rebuild(driver)
+        index = await rebuild(driver)
         assert index.repositories() == []
 
     async def test_empty_storage_gives_an_empty_index(self, driver: StorageDriver) -> None:
-        index = await TagIndex.rebuild(driver)
+        index = await rebuild(driver)
         assert index.counts() == (0, 0, 0)
 
 
@@ -89,3 +105,119 @@ class TestMutations:
         index.set_tag("r", "0", "d")
         assert index.tags("r") == ["0", "a", "c"]
         assert index.tags("r", last="0", n=1) == ["a"]
+
+
+class TestLoading:
+    """Start-up finds repositories; each is loaded on first use or by the warm-up."""
+
+    async def test_discovered_repositories_are_listed_before_they_are_loaded(
+        self, driver: StorageDriver
+    ) -> None:
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        await write_tag(driver, "other", "latest", digest(2))
+        index = await TagIndex.discover(driver)
+        assert index.repositories() == ["lib/app", "other"]
+        assert index.has_repository("other")
+        with pytest.raises(RuntimeError):
+            index.resolve_tag("lib/app", "v1")
+        await index.load("lib/app")
+        assert index.resolve_tag("lib/app", "v1") == str(digest(1))
+        with pytest.raises(RuntimeError):
+            index.tags("other")
+
+    async def test_concurrent_loads_share_one_walk(
+        self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        index = await TagIndex.discover(driver)
+        walked: list[str] = []
+        walk = driver.walk
+
+        def counting_walk(path: str) -> AsyncIterator[FileInfo]:
+            walked.append(path)
+            return walk(path)
+
+        monkeypatch.setattr(driver, "walk", counting_walk)
+        await asyncio.gather(*(index.load("lib/app") for _ in range(10)))
+        assert sorted(walked) == [
+            f"{layout.REPOSITORIES}/lib/app/_layers",
+            f"{layout.REPOSITORIES}/lib/app/_manifests",
+        ]
+        assert index.tags("lib/app") == ["v1"]
+
+    async def test_a_failed_load_leaves_the_repository_to_be_loaded_again(
+        self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        index = await TagIndex.discover(driver)
+        walk = driver.walk
+
+        def failing_walk(path: str) -> AsyncIterator[FileInfo]:
+            raise StorageError(driver.name, path, "backend down")
+
+        monkeypatch.setattr(driver, "walk", failing_walk)
+        await index.warm()  # logs, does not raise
+        with pytest.raises(StorageError):
+            await index.load("lib/app")
+        assert index.repositories() == ["lib/app"]
+        monkeypatch.setattr(driver, "walk", walk)
+        await index.load("lib/app")
+        assert index.resolve_tag("lib/app", "v1") == str(digest(1))
+
+    async def test_repository_with_nothing_valid_disappears_once_loaded(
+        self, driver: StorageDriver
+    ) -> None:
+        await driver.put_content(f"{layout.REPOSITORIES}/lib/app/_manifests/junk", b"?")
+        index = await TagIndex.discover(driver)
+        assert index.repositories() == ["lib/app"]
+        await index.load("lib/app")
+        assert index.repositories() == []
+        assert not index.has_repository("lib/app")
+
+
+class TestServicesOnPendingRepositories:
+    """What a request sees of a repository the warm-up has not reached yet."""
+
+    async def test_reads_and_writes_load_the_repository_first(self, driver: StorageDriver) -> None:
+        config_bytes, layer_bytes = b"{}", b"layer bytes"
+        config, layer = samples.ref(config_bytes), samples.ref(layer_bytes)
+        data = samples.oci_image_manifest(config, [layer])
+        manifest = Digest.parse(samples.digest_of(data))
+        for blob, content in ((config, config_bytes), (layer, layer_bytes)):
+            blob_digest = Digest.parse(blob[0])
+            await driver.put_content(layout.blob_data(blob_digest), content)
+            for repo in ("lib/app", "lib/copy"):
+                await driver.put_content(layout.layer_link(repo, blob_digest), blob[0].encode())
+        await driver.put_content(layout.blob_data(manifest), data)
+        await driver.put_content(layout.manifest_revision_link("lib/app", manifest), b"")
+        await write_tag(driver, "lib/app", "v1", manifest)
+
+        index = await TagIndex.discover(driver)
+        blobs = BlobStore(driver, index, delete_enabled=True)
+        manifests = ManifestStore(driver, index, blobs, delete_enabled=True)
+        assert (await manifests.get("lib/app", "v1")).data == data
+        assert (await blobs.stat("lib/copy", Digest.parse(layer[0]))).size == len(layer_bytes)
+
+        # Writes to repositories not loaded yet keep what storage held.
+        index = await TagIndex.discover(driver)
+        blobs = BlobStore(driver, index, delete_enabled=True)
+        manifests = ManifestStore(driver, index, blobs, delete_enabled=True)
+        await manifests.put("lib/app", "v2", samples.OCI_MANIFEST, data)
+        assert index.tags("lib/app") == ["v1", "v2"]
+        assert await blobs.mount("lib/new", Digest.parse(layer[0]), "lib/copy") is not None
+        assert index.has_layer("lib/copy", config[0])
+
+    async def test_registry_serves_while_warming_and_closes_cleanly(
+        self, driver: StorageDriver
+    ) -> None:
+        for n in range(20):
+            await write_tag(driver, f"repo-{n:02}", "latest", digest(n))
+        registry = await Registry.open(driver)
+        try:
+            assert registry.index.repositories()[:2] == ["repo-00", "repo-01"]
+            await registry.index.load("repo-19")
+            assert registry.index.resolve_tag("repo-19", "latest") == str(digest(19))
+        finally:
+            await registry.close()
+            await driver.open()  # the fixture closes it again
+        assert registry.warming.done()
