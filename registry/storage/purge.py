@@ -23,7 +23,7 @@ from registry.storage.driver import FileInfo, StorageDriver
 
 log = logging.getLogger(__name__)
 
-# The first purge waits so as not to compete with the start-up index rebuild,
+# The first purge waits so as not to compete with the background index load,
 # which walks the same tree.
 _FIRST_RUN_DELAY = 60.0
 _MAX_INTERVAL = 24 * 3600.0
