@@ -95,7 +95,7 @@ class S3Config:
     server_side_encryption: str = ""
     sse_kms_key_id: str = ""
     storage_class: str = ""
-    part_size: int = 16 * 1024 * 1024
+    part_size: int = 5 * 1024 * 1024
     max_connections: int = 64
     connect_timeout: float = 10.0
     read_timeout: float = 60.0

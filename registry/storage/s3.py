@@ -60,6 +60,11 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
 
+#: A writer's parts double in size after every this many, from `part_size`:
+#: small parts keep the memory of many concurrent uploads low, growing ones
+#: keep huge blobs within 10,000 parts (over 300 GiB from 5 MiB parts).
+PARTS_PER_SIZE = 1_000
+
 #: What follows a path's key in the key of its writer's saved state.
 STATE_SUFFIX = "!writer"
 
@@ -108,9 +113,10 @@ class S3Driver(StorageDriver):
 
     `move` copies on the server side: with one CopyObject up to
     `copy_part_size` bytes, beyond that with UploadPartCopy in parts of that
-    size. Content written through `writer` is limited to 10,000 parts of
-    `config.part_size` bytes (156 GiB at the default 16 MiB); a chunked upload
-    whose chunks are smaller than a part has a part per chunk.
+    size. Content written through `writer` goes up in parts of
+    `config.part_size` bytes, doubling every `PARTS_PER_SIZE` parts, at most
+    10,000 of them; a chunked upload whose chunks are smaller than a part has
+    a part per chunk of 5 MiB or more.
 
     A closed writer's saved state lies beside its path, so `delete` of a
     directory holding it discards it and aborts its upload, while `delete` of
@@ -179,6 +185,10 @@ class S3Driver(StorageDriver):
         """Close the client and its connections."""
         await self._exits.aclose()
         self._client = None
+
+    def part_size(self, number: int) -> int:
+        """The size of part `number` (from 1) of an upload through `writer`."""
+        return min(self.config.part_size << ((number - 1) // PARTS_PER_SIZE), MAX_PART_SIZE)
 
     # -- keys ----------------------------------------------------------------
 
@@ -611,7 +621,7 @@ class _S3Writer(FileWriter):
 
     async def write(self, data: bytes) -> None:
         self._check_open()
-        part_size = self._driver.config.part_size
+        part_size = self._driver.part_size(len(self._state.parts) + 1)
         view = memoryview(data)
         while view:
             # A tail saved under a larger part_size may exceed it: add nothing then.
@@ -624,6 +634,7 @@ class _S3Writer(FileWriter):
             self._changed = True
             if self._buffered >= part_size:
                 await self._upload_tail()
+                part_size = self._driver.part_size(len(self._state.parts) + 1)
 
     async def close(self) -> None:
         if self._staged:
@@ -703,9 +714,7 @@ class _S3Writer(FileWriter):
         driver, state = self._driver, self._state
         number = len(state.parts) + 1
         if number > MAX_PARTS:
-            raise StorageError(
-                driver.name, self._path, f"content exceeds {MAX_PARTS} parts of part_size bytes"
-            )
+            raise StorageError(driver.name, self._path, f"content exceeds {MAX_PARTS} parts")
         if state.upload_id is None:
             state.upload_id = await driver._create_upload(self._path, driver.key(self._path))
         state.tail.seek(0)

@@ -160,6 +160,19 @@ class TestConfig:
         with pytest.raises(ConfigError, match="part_size"):
             S3Driver(S3Config(bucket="b", part_size=part_size))
 
+    def test_parts_double_every_thousand_so_huge_blobs_fit_in_ten_thousand(self) -> None:
+        s3 = S3Driver(S3Config(bucket="b", part_size=PART))
+        assert [s3.part_size(n) for n in (1, 1000, 1001, 2001, 9999)] == [
+            PART,
+            PART,
+            2 * PART,
+            4 * PART,
+            512 * PART,
+        ]
+        assert sum(s3.part_size(n) for n in range(1, 10_001)) > 300 * 1024 * MiB
+        big = S3Driver(S3Config(bucket="b", part_size=1024 * MiB))
+        assert big.part_size(10_000) == 5 * 1024 * MiB  # S3's largest part
+
 
 class TestWriter:
     async def test_content_under_one_part_is_put_whole_without_multipart_upload(
