@@ -24,7 +24,6 @@ from aiohttp import web
 from registry.api.middleware import Handler
 from registry.auth.access import PULL, REPOSITORY, Access, Policy
 from registry.auth.forwarded import forwarded_middleware
-from registry.auth.htpasswd import Htpasswd
 from registry.auth.limits import check_body_size
 from registry.auth.ratelimit import TokenBuckets, rate_limit_middleware
 from registry.auth.requirements import Need, RouteRule, needed_accesses, route_rule
@@ -36,14 +35,6 @@ from registry.auth.schemes import (
     Identity,
 )
 from registry.auth.token_endpoint import TokenEndpoint
-from registry.auth.tokens import (
-    TokenIssuer,
-    TokenVerifier,
-    TrustedKey,
-    load_jwks,
-    load_public_keys,
-    load_signing_key,
-)
 from registry.config import AuthConfig, Config
 from registry.errors import NameInvalid, Unsupported
 from registry.reference import validate_name
@@ -97,11 +88,24 @@ def install_security(app: web.Application, config: Config) -> None:
 
 
 def _authenticator(app: web.Application, auth: AuthConfig) -> Authenticator | None:
+    if auth.mode == "none":
+        return None
+    # Imported only when used: bcrypt, PyJWT and cryptography add ~9 MiB to
+    # the memory of every process.
+    from registry.auth.htpasswd import Htpasswd
+
     policy = Policy(auth.access, auth.groups)
     if auth.mode == "htpasswd":
         return BasicAuthenticator(Htpasswd(auth.htpasswd.path), policy)
-    if auth.mode == "none":
-        return None
+    from registry.auth.tokens import (
+        TokenIssuer,
+        TokenVerifier,
+        TrustedKey,
+        load_jwks,
+        load_public_keys,
+        load_signing_key,
+    )
+
     token = auth.token
     keys: list[TrustedKey] = [key for path in token.public_keys for key in load_public_keys(path)]
     if token.jwks:

@@ -24,14 +24,17 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from registry.auth.access import Access, Grant, Policy, format_scopes
-from registry.auth.htpasswd import Htpasswd
-from registry.auth.tokens import TokenVerifier
 from registry.errors import Denied, Unauthorized
+
+if TYPE_CHECKING:
+    from registry.auth.htpasswd import Htpasswd
+    from registry.auth.tokens import TokenVerifier
+
 
 log = logging.getLogger(__name__)
 

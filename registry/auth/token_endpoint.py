@@ -11,13 +11,17 @@ and `podman login` report them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 from aiohttp import web
 
 from registry.auth.access import Access, Policy, parse_scope
-from registry.auth.htpasswd import Htpasswd
 from registry.auth.schemes import authenticate_basic
-from registry.auth.tokens import TokenIssuer
+
+if TYPE_CHECKING:
+    from registry.auth.htpasswd import Htpasswd
+    from registry.auth.tokens import TokenIssuer
 
 
 class TokenEndpoint:
