@@ -21,7 +21,8 @@ import pytest
 
 from registry.config import ConfigError, S3Config
 from registry.errors import PathNotFound, StorageError
-from registry.storage.s3 import CHUNK_SIZE, MIN_PART_SIZE, STATE_SUFFIX, S3Driver
+from registry.storage.s3 import CHUNK_SIZE, S3Driver
+from registry.storage.s3writer import MIN_PART_SIZE, STATE_SUFFIX
 from tests.s3server import BUCKET, S3Server
 
 MiB = 1024 * 1024

@@ -1,0 +1,253 @@
+"""The S3 driver's writer: content streamed into a multipart upload, resumable across processes.
+
+A writer streams into an S3 multipart upload at the final key, holding at most
+one part in memory. `close()` uploads the buffered bytes as a part when they
+reach S3's 5 MiB minimum, then saves what a later process needs to resume in
+one object beside the path, `<key>!writer`: the bytes not yet uploaded (less
+than 5 MiB), then a JSON record of the upload id and of the parts uploaded so far
+(number, ETag, size), then the record's length as 8 bytes, big-endian. The
+record comes last so that neither saving nor loading copies the bytes before
+it. `!` cannot occur in a driver path, so no path collides with such an object
+and `list` and `walk` skip it; it goes away with `commit()`, with `cancel()`
+and with a `delete` of a directory holding it, which also aborts its upload.
+Content that never fills a part never starts a multipart upload: `commit()`
+stores it with one PutObject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from registry.errors import InvalidOffset, PathNotFound, StorageError
+from registry.storage.driver import FileWriter
+
+if TYPE_CHECKING:
+    from registry.storage.s3 import S3Driver
+
+#: S3's limits on the parts of a multipart upload: every part but the last is
+#: at least the minimum; no part exceeds the maximum, which is also the largest
+#: object CopyObject copies in one request.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
+
+#: A writer's parts double in size after every this many, from `part_size`:
+#: small parts keep the memory of many concurrent uploads low, growing ones
+#: keep huge blobs within 10,000 parts (over 300 GiB from 5 MiB parts).
+PARTS_PER_SIZE = 1_000
+
+#: What follows a path's key in the key of its writer's saved state.
+STATE_SUFFIX = "!writer"
+
+# The length of a saved writer state's record, after the record.
+_RECORD_LENGTH = struct.Struct(">Q")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One uploaded part of a multipart upload."""
+
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(slots=True)
+class WriterState:
+    """What `close()` saves: the upload (None until a part was uploaded) and the tail.
+
+    `tail` holds the bytes not yet uploaded. A file object, not bytes: botocore
+    sends it in chunks, where bytes would be copied whole into the socket's
+    buffer.
+    """
+
+    upload_id: str | None
+    parts: list[Part]
+    tail: io.BytesIO
+
+
+def encode_state(state: WriterState) -> io.BytesIO:
+    """The object that saves `state`: its tail, then the record, then the record's length.
+
+    Consumes `state.tail`, which the record is appended to rather than copied.
+    """
+    record = orjson.dumps(
+        {
+            "upload_id": state.upload_id,
+            "parts": [[part.number, part.etag, part.size] for part in state.parts],
+        }
+    )
+    body = state.tail
+    body.seek(0, io.SEEK_END)
+    body.write(record)
+    body.write(_RECORD_LENGTH.pack(len(record)))
+    return body
+
+
+def decode_state(data: io.BytesIO) -> WriterState:
+    """The state `encode_state` wrote into `data`, whose tail it keeps; `ValueError` if garbled."""
+    try:
+        end = data.seek(-_RECORD_LENGTH.size, io.SEEK_END)
+        (length,) = _RECORD_LENGTH.unpack(data.read())
+        start = data.seek(end - length)
+        record = orjson.loads(data.read(length))
+        upload_id = record["upload_id"]
+        parts = [Part(number, etag, size) for number, etag, size in record["parts"]]
+    except (ValueError, KeyError, TypeError, struct.error) as exc:
+        raise ValueError("unreadable writer state") from exc
+    data.truncate(start)
+    return WriterState(upload_id, parts, data)
+
+
+class S3Writer(FileWriter):
+    """Buffers one part at a time and uploads each full one; see the module docstring.
+
+    After a failed `write`, the part being uploaded stays buffered and `size`
+    counts it, so `close()` saves it and a resumed writer uploads it again.
+    """
+
+    def __init__(
+        self, driver: S3Driver, path: str, state: WriterState, saved: bool, staged: bool = False
+    ) -> None:
+        self._driver = driver
+        # A staged writer (see StorageDriver.staged_writer) never saves state.
+        self._staged = staged
+        self._path = path
+        self._state = state
+        self._uploaded = sum(part.size for part in state.parts)
+        self._buffered = state.tail.seek(0, io.SEEK_END)
+        # Whether an object holds this writer's state, and whether it differs
+        # from it; a fresh writer must save even its empty state to be resumable.
+        self._saved = saved
+        self._changed = not saved
+        self._ended = False
+
+    @property
+    def size(self) -> int:
+        return self._uploaded + self._buffered
+
+    async def write(self, data: bytes) -> None:
+        self._check_open()
+        part_size = self._driver.part_size(len(self._state.parts) + 1)
+        view = memoryview(data)
+        while view:
+            # A tail saved under a larger part_size may exceed it: add nothing then.
+            room = max(part_size - self._buffered, 0)
+            tail = self._state.tail
+            # A failed upload leaves the position anywhere.
+            tail.seek(0, io.SEEK_END)
+            self._buffered += tail.write(view[:room])
+            view = view[room:]
+            self._changed = True
+            if self._buffered >= part_size:
+                await self._upload_tail()
+                part_size = self._driver.part_size(len(self._state.parts) + 1)
+
+    async def close(self) -> None:
+        if self._staged:
+            await self.cancel()
+            return
+        self._end()
+        if self._buffered >= MIN_PART_SIZE:
+            # A tail big enough to be a part goes up as one now: saving it as
+            # state would upload it, and download it at the next resume, again
+            # on every chunk of a chunked push.
+            await self._upload_tail()
+        if self._changed:
+            await self._driver._save_state(self._path, self._state)
+
+    async def commit(self) -> None:
+        self._end()
+        driver, state = self._driver, self._state
+        if state.upload_id is None:
+            # Never reached a part (zero bytes included): one plain upload.
+            await driver._put_object(self._path, driver.key(self._path), state.tail)
+        else:
+            try:
+                if self._buffered:
+                    await self._upload_tail()
+                with driver._errors(self._path):
+                    await driver._s3.complete_multipart_upload(
+                        Bucket=driver.config.bucket,
+                        Key=driver.key(self._path),
+                        UploadId=state.upload_id,
+                        MultipartUpload={
+                            "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in state.parts]
+                        },
+                    )
+            except PathNotFound:
+                # No such upload: an earlier commit may have completed it and
+                # only its answer was lost. Then the object is there, and its
+                # multipart ETag is that of these parts.
+                if not await self._completed_before():
+                    raise
+        if self._saved:
+            await driver._delete_state(self._path)
+
+    async def _completed_before(self) -> bool:
+        """Whether the object at the path is this writer's content, from a completed upload.
+
+        Compares the size and S3's multipart ETag: the MD5 of the parts' MD5s
+        (the tail, if still buffered, is the last part). With SSE-KMS or SSE-C
+        ETags are no MD5s, and this answers False.
+        """
+        driver = self._driver
+        try:
+            with driver._errors(self._path):
+                response = await driver._s3.head_object(
+                    Bucket=driver.config.bucket, Key=driver.key(self._path)
+                )
+        except PathNotFound:
+            return False
+        try:
+            md5s = [bytes.fromhex(part.etag.strip('"')) for part in self._state.parts]
+        except ValueError:
+            return False
+        if self._buffered:
+            md5s.append(hashlib.md5(self._state.tail.getbuffer(), usedforsecurity=False).digest())
+        combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
+        expected = f'"{combined}-{len(md5s)}"'
+        return bool(response["ContentLength"] == self.size and response["ETag"] == expected)
+
+    async def cancel(self) -> None:
+        self._end()
+        if self._saved:
+            await self._driver._discard_state(self._path, self._state)
+        elif self._state.upload_id is not None:
+            await self._driver._abort_upload(self._path, self._state.upload_id)
+
+    async def _upload_tail(self) -> None:
+        """Upload the buffered bytes as the next part, starting the upload if needed."""
+        driver, state = self._driver, self._state
+        number = len(state.parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(driver.name, self._path, f"content exceeds {MAX_PARTS} parts")
+        if state.upload_id is None:
+            state.upload_id = await driver._create_upload(self._path, driver.key(self._path))
+        state.tail.seek(0)
+        with driver._errors(self._path):
+            response = await driver._s3.upload_part(
+                Bucket=driver.config.bucket,
+                Key=driver.key(self._path),
+                UploadId=state.upload_id,
+                PartNumber=number,
+                Body=state.tail,
+            )
+        state.parts.append(Part(number, response["ETag"], self._buffered))
+        self._uploaded += self._buffered
+        state.tail = io.BytesIO()
+        self._buffered = 0
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise InvalidOffset(self._driver.name, self._path)
+
+    def _end(self) -> None:
+        self._check_open()
+        self._ended = True
