@@ -45,6 +45,22 @@ class FileWriter(ABC):
     writer is open on a path at a time.
     """
 
+    # The end rule, for drivers' writers: `_check_open()` before any work,
+    # `_end()` in `close`, `commit` and `cancel`; both need `_begin()` first.
+    _ended = False
+
+    def _begin(self, driver: str, path: str) -> None:
+        self._ended = False
+        self._where = (driver, path)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise InvalidOffset(*self._where)
+
+    def _end(self) -> None:
+        self._check_open()
+        self._ended = True
+
     @property
     @abstractmethod
     def size(self) -> int:

@@ -201,11 +201,11 @@ class _FileWriter(FileWriter):
     """
 
     def __init__(self, driver: FilesystemDriver, path: str, full: str, size: int) -> None:
+        self._begin(driver.name, path)
         self._driver = driver
         self._path = path
         self._full = full
         self._size = size
-        self._ended = False
 
     @property
     def size(self) -> int:
@@ -241,14 +241,6 @@ class _FileWriter(FileWriter):
         self._end()
         with _storage_errors(self._driver.name, self._path):
             await asyncio.to_thread(_remove_if_present, self._full)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise InvalidOffset(self._driver.name, self._path)
-
-    def _end(self) -> None:
-        self._check_open()
-        self._ended = True
 
 
 @contextmanager

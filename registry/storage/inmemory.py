@@ -113,10 +113,10 @@ class _MemoryWriter(FileWriter):
     """Appends to the driver's uncommitted buffer for a path."""
 
     def __init__(self, driver: InMemoryDriver, path: str, buffer: bytearray) -> None:
+        self._begin(driver.name, path)
         self._driver = driver
         self._path = path
         self._buffer = buffer
-        self._ended = False
 
     @property
     def size(self) -> int:
@@ -137,14 +137,6 @@ class _MemoryWriter(FileWriter):
     async def cancel(self) -> None:
         self._end()
         self._driver._uploads.pop(self._path, None)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise InvalidOffset(self._driver.name, self._path)
-
-    def _end(self) -> None:
-        self._check_open()
-        self._ended = True
 
 
 async def _chunks(data: bytes, start: int, end: int) -> AsyncGenerator[bytes, None]:

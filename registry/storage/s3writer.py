@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from registry.errors import InvalidOffset, PathNotFound, StorageError
+from registry.errors import PathNotFound, StorageError
 from registry.storage.driver import FileWriter
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class S3Writer(FileWriter):
     def __init__(
         self, driver: S3Driver, path: str, state: WriterState, saved: bool, staged: bool = False
     ) -> None:
+        self._begin(driver.name, path)
         self._driver = driver
         # A staged writer (see StorageDriver.staged_writer) never saves state.
         self._staged = staged
@@ -126,7 +127,6 @@ class S3Writer(FileWriter):
         # from it; a fresh writer must save even its empty state to be resumable.
         self._saved = saved
         self._changed = not saved
-        self._ended = False
 
     @property
     def size(self) -> int:
@@ -243,11 +243,3 @@ class S3Writer(FileWriter):
         self._uploaded += self._buffered
         state.tail = io.BytesIO()
         self._buffered = 0
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise InvalidOffset(self._driver.name, self._path)
-
-    def _end(self) -> None:
-        self._check_open()
-        self._ended = True
