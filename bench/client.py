@@ -26,7 +26,7 @@ import json
 import random
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,6 +294,25 @@ class _Cycle:
         self.next += 1
         return item
 
+    async def run(self, concurrency: int, ready: Ready, result: WorkerResult,
+                  handle: Callable[[Any], Awaitable[None]]) -> None:
+        """`concurrency` workers `handle` the items, each timed as one; a failure is an error."""
+
+        async def worker() -> None:
+            while (item := self.take()) is not None:
+                t0 = time.monotonic()
+                try:
+                    await handle(item)
+                except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
+                    result.error(repr(e))
+                    continue
+                result.latencies.append(time.monotonic() - t0)
+                result.items += 1
+
+        ready()
+        self.start()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
 
 @dataclass
 class BlobPullJob:
@@ -309,21 +328,11 @@ async def pull_blobs(job: BlobPullJob, ready: Ready) -> WorkerResult:
     cycle = _Cycle(job.blobs, job.seconds)
     async with _session(job.concurrency * 2) as session:
 
-        async def worker() -> None:
-            while (item := cycle.take()) is not None:
-                repo, blob = item
-                t0 = time.monotonic()
-                try:
-                    await _get_blob(session, job.base, repo, blob, result)
-                except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
-                    result.error(repr(e))
-                    continue
-                result.latencies.append(time.monotonic() - t0)
-                result.items += 1
+        async def pull(item: tuple[str, Blob]) -> None:
+            repo, blob = item
+            await _get_blob(session, job.base, repo, blob, result)
 
-        ready()
-        cycle.start()
-        await asyncio.gather(*(worker() for _ in range(job.concurrency)))
+        await cycle.run(job.concurrency, ready, result, pull)
     result.finished = time.monotonic()
     return result
 
@@ -361,20 +370,7 @@ async def pull_images(job: PullSimJob, ready: Ready) -> WorkerResult:
                 for d in wanted
             ))
 
-        async def worker() -> None:
-            while (image := cycle.take()) is not None:
-                t0 = time.monotonic()
-                try:
-                    await pull(image)
-                except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
-                    result.error(repr(e))
-                    continue
-                result.latencies.append(time.monotonic() - t0)
-                result.items += 1
-
-        ready()
-        cycle.start()
-        await asyncio.gather(*(worker() for _ in range(job.concurrency)))
+        await cycle.run(job.concurrency, ready, result, pull)
     result.finished = time.monotonic()
     return result
 
