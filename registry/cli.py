@@ -93,10 +93,10 @@ def _is_loopback(host: str) -> bool:
 
 def _install_uvloop() -> None:
     try:
-        import uvloop
+        from registry.loop import EventLoopPolicy
     except ImportError:  # uvloop does not build everywhere (Windows); asyncio's loop works
         return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
 if __name__ == "__main__":

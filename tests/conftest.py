@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from registry.config import S3Config
+from registry.loop import Loop
 from registry.storage.driver import StorageDriver
 from registry.storage.filesystem import FilesystemDriver
 from registry.storage.inmemory import InMemoryDriver
@@ -91,3 +93,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             drivers, reason = known
             if callspec.params.get("driver") in drivers:
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on the event loop `cargobay serve` runs on."""
+    return {"cargobay": Loop}

@@ -35,11 +35,10 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
     local = registry.blobs.local_file(blob)
     if local is not None:
-        # FileResponse handles Range and conditional requests itself. It uses
-        # sendfile only where the loop offers it: uvloop does not, so under
-        # `cargobay serve` it copies through a thread (see bench/README.md),
-        # in pieces of 512 KiB: a quarter of the thread hand-offs of its
-        # default for twice the memory per download in flight.
+        # FileResponse handles Range and conditional requests itself, and
+        # sends with the loop's sendfile (registry/loop.py); where there is
+        # none (HTTPS) it copies through a thread in pieces of 512 KiB: a
+        # quarter of the hand-offs of its default for twice the memory.
         return web.FileResponse(local, chunk_size=512 * 1024, headers=headers)
     start, length = _requested_range(request, blob.size)
     response = web.StreamResponse(status=200 if length == blob.size else 206, headers=headers)
