@@ -1,20 +1,21 @@
-"""Zero-copy file sends on the loop `cargobay serve` runs on (the whole suite runs on it)."""
+"""Zero-copy file sends on the loop `cargobay serve` runs on (the whole suite runs on it).
+
+Blob downloads through the registry are tested in tests/api/test_blobs.py;
+these tests hold `Loop.sendfile` to its own contract.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
+import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from registry.loop import Loop
 from tests.test_tls import write_certificate
@@ -22,71 +23,38 @@ from tests.test_tls import write_certificate
 # Larger than loopback's socket buffers, so sends stop on a full socket and wait.
 _SIZE = 24 * 1024 * 1024
 
-
-@dataclass(frozen=True)
-class Payload:
-    """A file of random bytes, and those bytes."""
-
-    path: Path
-    data: bytes
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @pytest.fixture
-def payload(tmp_path: Path) -> Payload:
+def data() -> bytes:
+    return os.urandom(_SIZE)
+
+
+@pytest.fixture
+def opened(tmp_path: Path, data: bytes) -> Iterator[IO[bytes]]:
+    """A file holding `data`, open for reading."""
     path = tmp_path / "payload"
-    data = os.urandom(_SIZE)
     path.write_bytes(data)
-    return Payload(path, data)
-
-
-def file_app(payload: Payload) -> web.Application:
-    """An aiohttp app answering GET /file with `payload` through FileResponse."""
-
-    async def file(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(payload.path)
-
-    app = web.Application()
-    app.router.add_get("/file", file)
-    return app
-
-
-@pytest.fixture
-async def server(payload: Payload) -> AsyncIterator[TestServer]:
-    async with TestServer(file_app(payload)) as running:
-        yield running
-
-
-@pytest.fixture
-def opened(payload: Payload) -> Iterator[IO[bytes]]:
-    with payload.path.open("rb") as file:
+    with path.open("rb") as file:
         yield file
 
 
-async def download(server: TestServer, headers: dict[str, str] | None = None) -> bytes:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(server.make_url("/file"), headers=headers) as response,
-    ):
-        assert response.status in (200, 206)
-        return await response.read()
-
-
-async def read_a_little(server: TestServer) -> None:
-    """Start a download, read 1 MiB of it, and hang up."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(server.make_url("/file")) as response,
-    ):
-        await response.content.readexactly(1024 * 1024)
-
-
 @pytest.fixture
-def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server's TLS context for 127.0.0.1, and a client's that trusts it."""
-    certificate = write_certificate(tmp_path, serial=1)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(certificate.cert, certificate.key)
-    return server_context, ssl.create_default_context(cafile=certificate.cert)
+async def serve_with() -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """Start a server running `serve` for each connection; returns its port."""
+    listeners: list[asyncio.Server] = []
+
+    async def start(serve: Serve, tls: ssl.SSLContext | None = None) -> int:
+        listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+        listeners.append(listener)
+        port: int = listener.sockets[0].getsockname()[1]
+        return port
+
+    yield start
+    for listener in listeners:
+        listener.close()
+        await listener.wait_closed()
 
 
 def _open_descriptors() -> int:
@@ -97,84 +65,80 @@ class TestSendfile:
     async def test_suite_runs_on_cargobays_loop(self) -> None:
         assert isinstance(asyncio.get_running_loop(), Loop)
 
-    async def test_slow_reader_gets_every_byte(self, server: TestServer, payload: Payload) -> None:
-        """The send waits on a full socket and resumes where it stopped."""
-        digest = hashlib.sha256()
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(server.make_url("/file")) as response,
-        ):
-            assert response.status == 200
-            async for piece in response.content.iter_chunked(1024 * 1024):
-                digest.update(piece)
-                await asyncio.sleep(0.002)
-        assert digest.digest() == hashlib.sha256(payload.data).digest()
-
-    async def test_range_sends_only_the_slice(self, server: TestServer, payload: Payload) -> None:
-        body = await download(server, {"Range": "bytes=1000000-2999999"})
-        assert body == payload.data[1_000_000:3_000_000]
-
-    async def test_keep_alive_connection_serves_the_next_request(
-        self, server: TestServer, payload: Payload
-    ) -> None:
-        """Reading resumes after a send, and the next response is framed right."""
-        connector = aiohttp.TCPConnector(limit=1)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            for _ in range(3):
-                async with session.get(server.make_url("/file")) as response:
-                    assert await response.read() == payload.data
-
-    async def test_client_leaving_mid_body_leaks_nothing(
-        self, server: TestServer, payload: Payload
-    ) -> None:
-        await read_a_little(server)
-        await asyncio.sleep(0.2)
-        before = _open_descriptors()
-        for _ in range(5):
-            await read_a_little(server)
-            await asyncio.sleep(0.1)
-        assert await download(server) == payload.data
-        await asyncio.sleep(0.2)
-        assert _open_descriptors() <= before
-
     async def test_bytes_buffered_before_the_file_go_out_first(
-        self, payload: Payload, opened: IO[bytes]
+        self, serve_with: Callable[..., Awaitable[int]], data: bytes, opened: IO[bytes]
     ) -> None:
-        """What the transport holds is flushed before the kernel sends the file."""
+        """What the transport holds is flushed first; a slow reader gets every byte."""
         loop = asyncio.get_running_loop()
         prefix = os.urandom(8 * 1024 * 1024)
-        sent = loop.create_future()
+        sent: asyncio.Future[int] = loop.create_future()
 
         async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writer.write(prefix)  # the client is not reading yet: most of it stays buffered
             sent.set_result(await loop.sendfile(writer.transport, opened, 100, _SIZE - 200))
             writer.close()
 
-        listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(0.1)
-        received = await reader.read(-1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", await serve_with(serve))
+        received = bytearray()
+        while piece := await reader.read(1024 * 1024):
+            received += piece
+            await asyncio.sleep(0.001)
         writer.close()
-        listener.close()
         assert await sent == _SIZE - 200
-        assert received == prefix + payload.data[100:-100]
+        assert received == prefix + data[100:-100]
         assert opened.tell() == _SIZE - 100
 
-    async def test_https_download_is_copied_instead(
-        self, payload: Payload, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+    async def test_peer_leaving_mid_send_raises_connection_reset_and_leaks_nothing(
+        self, serve_with: Callable[..., Awaitable[int]], opened: IO[bytes]
     ) -> None:
-        """TLS needs the bytes in user space: aiohttp falls back to copying them."""
-        server_context, client_context = tls_contexts
-        runner = web.AppRunner(file_app(payload))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            async with aiohttp.ClientSession() as session:
-                url = f"https://127.0.0.1:{port}/file"
-                async with session.get(url, ssl=client_context) as response:
-                    assert await response.read() == payload.data
-        finally:
-            await runner.cleanup()
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[BaseException | None] = loop.create_future()
+
+        async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await loop.sendfile(writer.transport, opened)
+                outcome.set_result(None)
+            except ConnectionResetError as e:
+                outcome.set_result(e)
+            finally:
+                writer.close()
+
+        port = await serve_with(serve)
+        before = _open_descriptors()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readexactly(1024 * 1024)
+        # A reset rather than a clean close: the server's next send fails at once.
+        writer.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        writer.close()
+        assert isinstance(await asyncio.wait_for(outcome, 10), ConnectionResetError)
+        await asyncio.sleep(0.1)
+        assert _open_descriptors() <= before
+
+    async def test_tls_transport_is_refused_with_nothing_sent(
+        self, serve_with: Callable[..., Awaitable[int]], tmp_path: Path, opened: IO[bytes]
+    ) -> None:
+        """TLS needs the bytes in user space: the caller copies them instead."""
+        certificate = write_certificate(tmp_path, serial=1)
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(certificate.cert, certificate.key)
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[BaseException | None] = loop.create_future()
+
+        async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await loop.sendfile(writer.transport, opened)
+                outcome.set_result(None)
+            except NotImplementedError as e:
+                outcome.set_result(e)
+            writer.write(b"copied instead")
+            writer.close()
+
+        port = await serve_with(serve, server_context)
+        client_context = ssl.create_default_context(cafile=certificate.cert)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context)
+        assert await reader.read(-1) == b"copied instead"
+        writer.close()
+        assert isinstance(await outcome, NotImplementedError)
+        assert opened.tell() == 0

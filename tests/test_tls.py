@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import ipaddress
+import os
 import ssl
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from registry import tls
 from registry.app import create_app
 from registry.config import Config, ConfigError, TlsConfig
+from registry.storage.filesystem import FilesystemDriver
 from registry.storage.inmemory import InMemoryDriver
 
 
@@ -78,6 +81,29 @@ class TestTls:
             async with aiohttp.ClientSession() as session:
                 response = await session.get(server.make_url("/v2/"), ssl=trust)
                 assert response.status == 200
+        finally:
+            await server.close()
+
+    async def test_blob_from_a_directory_downloads_whole_over_https(self, tmp_path: Path) -> None:
+        """The kernel cannot encrypt: the file is copied through the TLS layer instead."""
+        config = write_certificate(tmp_path, serial=1)
+        server = TestServer(
+            create_app(Config(), FilesystemDriver(tmp_path / "root")), scheme="https"
+        )
+        await server.start_server(ssl=tls.server_context(config))
+        data = os.urandom(3 * 1024 * 1024 + 5)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        trust = ssl.create_default_context(cafile=config.cert)
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = server.make_url(f"/v2/lib/tls/blobs/uploads/?digest={digest}")
+                async with session.post(url, data=data, ssl=trust) as response:
+                    assert response.status == 201
+                url = server.make_url(f"/v2/lib/tls/blobs/{digest}")
+                async with session.get(url, ssl=trust) as response:
+                    assert await response.read() == data
+                async with session.get(url, ssl=trust, headers={"Range": "bytes=7-"}) as response:
+                    assert await response.read() == data[7:]
         finally:
             await server.close()
 

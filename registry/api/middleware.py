@@ -33,13 +33,19 @@ def error_response(error: RegistryError) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn `RegistryError` and aiohttp's HTTP errors into OCI error JSON; log the rest."""
+    """Turn `RegistryError` and aiohttp's HTTP errors into OCI error JSON; log the rest.
+
+    An error after the handler's response has begun cannot be answered: the
+    connection is closed instead, so the client sees a short body rather than
+    the error's bytes passing as the rest of it.
+    """
+    answer: web.StreamResponse
     try:
         return await handler(request)
     except RegistryError as e:
         if isinstance(e, StorageError):
             log.error("%s %s: %s", request.method, request.path, e)
-        return error_response(e)
+        answer = error_response(e)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -48,16 +54,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         headers = {
             k: v for k, v in e.headers.items() if k not in ("Content-Type", "Content-Length")
         }
-        return web.Response(status=e.status, body=body, content_type=_JSON, headers=headers)
+        answer = web.Response(status=e.status, body=body, content_type=_JSON, headers=headers)
     except ConnectionResetError as e:
         # The client went away mid-body. The answer will reach nobody; it exists
         # so that aiohttp logs a client error instead of a server fault.
         log.info("%s %s: client connection lost: %s", request.method, request.path, e)
-        return error_response(ClientGone())
+        answer = error_response(ClientGone())
     except Exception:
         log.exception("%s %s: unexpected error", request.method, request.path)
         body = orjson.dumps({"errors": [{"code": "UNKNOWN", "message": "internal error"}]})
-        return web.Response(status=500, body=body, content_type=_JSON)
+        answer = web.Response(status=500, body=body, content_type=_JSON)
+    # aiohttp's own test for a begun response (it resets the count after "100 Continue").
+    if request.writer.output_size and request.transport is not None:
+        request.transport.close()
+    return answer
 
 
 async def add_api_version(request: web.Request, response: web.StreamResponse) -> None:

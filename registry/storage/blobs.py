@@ -7,10 +7,12 @@ itself is written once under `blobs/` and shared by every repository.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from registry.digest import Digest
 from registry.errors import BlobUnknown, PathNotFound, Unsupported
@@ -86,9 +88,20 @@ class BlobStore:
         """A URL the client may fetch the blob from directly, or None."""
         return await self._driver.redirect_url(layout.blob_data(blob.digest))
 
-    def local_file(self, blob: BlobInfo) -> str | None:
-        """The local file holding the blob, for zero-copy serving, or None."""
-        return self._driver.local_file(layout.blob_data(blob.digest))
+    async def open_file(self, blob: BlobInfo) -> BinaryIO | None:
+        """The local file holding the blob, open for reading, for zero-copy serving.
+
+        None if the driver keeps no local file for it (read it with `open`).
+        Raises `BlobUnknown` if the content vanished since `stat`. The caller
+        closes the file.
+        """
+        path = self._driver.local_file(layout.blob_data(blob.digest))
+        if path is None:
+            return None
+        try:
+            return await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError as e:
+            raise BlobUnknown(detail={"digest": str(blob.digest)}) from e
 
     async def link(self, name: str, digest: Digest) -> None:
         """Make the stored content of `digest` visible in `name`."""

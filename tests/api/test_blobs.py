@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from aiohttp.test_utils import TestClient
+import asyncio
+import logging
+import os
+from collections.abc import AsyncGenerator
+from pathlib import Path
 
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from registry.app import create_app
 from registry.config import Config, StorageConfig
+from registry.errors import StorageError
+from registry.storage.driver import StorageDriver
+from registry.storage.filesystem import FilesystemDriver
+from registry.storage.inmemory import InMemoryDriver
 from tests.api.conftest import ClientFactory
 from tests.api.oci import digest_of, error_codes, push_blob
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
+# Larger than loopback's socket buffers: a download waits on a full socket.
+LARGE = os.urandom(20 * 1024 * 1024)
 
 
 class TestGetBlob:
@@ -82,6 +97,110 @@ class TestGetBlob:
             assert response.status in (400, 404), name
             if response.status == 400:
                 assert await error_codes(response) == ["NAME_INVALID"], name
+
+
+class TestLargeBlobDownloads:
+    """What a pull of a real layer relies on, whichever way the bytes leave."""
+
+    async def test_slow_reader_gets_every_byte(self, client: TestClient) -> None:
+        digest = await push_blob(client, "lib/big", LARGE)
+        received = bytearray()
+        async with client.get(f"/v2/lib/big/blobs/{digest}") as response:
+            assert response.status == 200
+            async for piece in response.content.iter_chunked(1024 * 1024):
+                received += piece
+                await asyncio.sleep(0.002)
+        assert received == LARGE
+
+    async def test_range_in_the_middle_returns_only_the_slice(self, client: TestClient) -> None:
+        digest = await push_blob(client, "lib/big", LARGE)
+        headers = {"Range": "bytes=1000000-8999999"}
+        async with client.get(f"/v2/lib/big/blobs/{digest}", headers=headers) as response:
+            assert response.status == 206
+            assert await response.read() == LARGE[1_000_000:9_000_000]
+
+    async def test_one_connection_serves_downloads_one_after_another(
+        self, client: TestClient
+    ) -> None:
+        digest = await push_blob(client, "lib/big", LARGE)
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(3):
+                async with session.get(client.make_url(f"/v2/lib/big/blobs/{digest}")) as r:
+                    assert await r.read() == LARGE
+
+    async def test_clients_leaving_mid_body_leave_the_registry_serving(
+        self, client: TestClient
+    ) -> None:
+        digest = await push_blob(client, "lib/big", LARGE)
+        url = client.make_url(f"/v2/lib/big/blobs/{digest}")
+        for _ in range(5):
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                await response.content.readexactly(1024 * 1024)
+        async with client.get(f"/v2/lib/big/blobs/{digest}") as response:
+            assert await response.read() == LARGE
+
+    async def test_access_log_counts_the_bytes_sent(
+        self, storage: StorageDriver, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="test.access")
+        server = TestServer(create_app(Config(), storage))
+        await server.start_server(access_log=logging.getLogger("test.access"))
+        async with TestClient(server) as client:
+            digest = await push_blob(client, "lib/big", LARGE)
+            async with client.get(f"/v2/lib/big/blobs/{digest}") as response:
+                assert await response.read() == LARGE
+        [line] = [
+            r.getMessage() for r in caplog.records if "GET /v2/lib/big/blobs" in r.getMessage()
+        ]
+        logged_size = int(line.split('" 200 ')[1].split()[0])
+        assert len(LARGE) < logged_size < len(LARGE) + 1024
+
+
+class _FailingMidStream(InMemoryDriver):
+    """Storage whose reads of blob data fail after the first piece."""
+
+    async def _reader(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        inner = await super()._reader(path, offset, length)
+        if not path.endswith("/data"):
+            return inner
+
+        async def failing() -> AsyncGenerator[bytes, None]:
+            yield await anext(inner)
+            raise StorageError(self.name, path, "connection to storage lost")
+
+        return failing()
+
+
+class TestDownloadFailingPartWay:
+    """A download that storage fails after its headers must not look complete."""
+
+    async def test_storage_failing_mid_stream_cuts_the_download_off(self) -> None:
+        async with TestClient(TestServer(create_app(Config(), _FailingMidStream()))) as client:
+            digest = await push_blob(client, "lib/big", LARGE)
+            async with client.get(f"/v2/lib/big/blobs/{digest}") as response:
+                assert response.status == 200
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await response.read()
+            assert (await client.head(f"/v2/lib/big/blobs/{digest}")).status == 200
+
+    async def test_download_of_a_short_file_is_cut_off_not_padded(self, tmp_path: Path) -> None:
+        """A file shorter than its blob (a damaged disk) must not pass as the whole blob."""
+        server = TestServer(create_app(Config(), FilesystemDriver(tmp_path)))
+        async with TestClient(server) as client:
+            digest = await push_blob(client, "lib/big", LARGE)
+            [data] = (tmp_path / "docker/registry/v2/blobs/sha256").glob(f"*/{digest[7:]}/data")
+            os.truncate(data, len(LARGE) // 2)
+            async with client.get(f"/v2/lib/big/blobs/{digest}") as response:
+                assert response.status == 200
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await response.read()
+            async with client.get(
+                f"/v2/lib/big/blobs/{digest}", headers={"Range": "bytes=0-9"}
+            ) as r:
+                assert await r.read() == LARGE[:10]
 
 
 class TestDeleteBlob:
