@@ -1,10 +1,10 @@
 """The event loop `cargobay serve` runs on: uvloop, plus zero-copy file sends.
 
-uvloop is faster than asyncio's own loop on everything a registry does except
-one: it has no `loop.sendfile`, so aiohttp's `FileResponse` falls back to
-reading each piece of a blob in a worker thread and writing it back out, two
-copies and a thread hand-off per piece. `Loop.sendfile` gives it the kernel's
-`sendfile(2)` on plain TCP connections, as asyncio's own loop does.
+uvloop is faster than asyncio's own loop on everything a registry does but
+one: it has no `loop.sendfile`, so a blob on a directory would be read in a
+worker thread and written back out, two copies and a thread hand-off per
+piece. `Loop.sendfile` sends it with the kernel's `sendfile(2)` on plain TCP
+connections, as asyncio's own loop does.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import IO, Any
 import uvloop
 from uvloop.loop import TCPTransport  # type: ignore[attr-defined]  # not in uvloop's stubs
 
-# One sendfile(2) call moves at most this much, so a fast reader of a large
-# blob still lets the loop serve other connections between calls.
+# sendfile(2) needs a count. A call returns once the socket's buffer is full,
+# and the send then waits for the loop; this bound only keeps one call from
+# running long for a reader as fast as the disk.
 _MAX_CALL = 8 * 1024 * 1024
 
 
@@ -35,11 +36,12 @@ class Loop(uvloop.Loop):
     ) -> int:
         """Send `count` bytes of `file` from `offset` (to its end if None).
 
-        Returns the bytes sent; the file's position ends after them. Bytes the
-        transport already buffered go out first. Raises NotImplementedError on
-        any transport but plain TCP (TLS needs the bytes in user space), so a
-        caller falls back to copying, as aiohttp does; ConnectionResetError if
-        the peer goes away part way.
+        Returns the bytes sent (fewer if the file ends first); the file's
+        position ends after them. Bytes the transport already buffered go out
+        first. Raises NotImplementedError on any transport but plain TCP (TLS
+        needs the bytes in user space), whatever `fallback` says: the copy is
+        the caller's to make, as aiohttp's FileResponse does.
+        ConnectionResetError if the peer goes away part way.
         """
         if not isinstance(transport, TCPTransport) or transport.is_closing():
             raise NotImplementedError("sendfile needs an open plain TCP transport")

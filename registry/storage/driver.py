@@ -98,6 +98,11 @@ class StorageDriver(ABC):
     #: Short name used in errors and logs, e.g. "filesystem" or "s3".
     name: str = "driver"
 
+    #: How many operations bulk work (the tag index's warm-up) keeps in flight
+    #: at once: enough to hide the backend's latency, few enough that requests
+    #: from clients are not queued behind it.
+    bulk_concurrency: int = 16
+
     async def open(self) -> None:
         """Acquire long-lived resources (client sessions). Called once before use."""
 

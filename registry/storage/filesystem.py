@@ -57,6 +57,10 @@ class FilesystemDriver(StorageDriver):
     """
 
     name = "filesystem"
+    # Every walk and read is a job for asyncio's default executor, a handful of
+    # threads (cores + 4) taking jobs in turn: a warm-up with more jobs queued
+    # would make a client's request wait for all of them.
+    bulk_concurrency = 4
 
     def __init__(self, root: str | Path) -> None:
         self.root = os.path.abspath(root)

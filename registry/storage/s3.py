@@ -104,6 +104,8 @@ class S3Driver(StorageDriver):
             self._object_args["SSEKMSKeyId"] = config.sse_kms_key_id
         if config.storage_class:
             self._object_args["StorageClass"] = config.storage_class
+        # Half the connection pool: the other half stays free for clients.
+        self.bulk_concurrency = max(1, config.max_connections // 2)
         self._exits = contextlib.AsyncExitStack()
         self._client: Any = None
 

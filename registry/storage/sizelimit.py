@@ -25,6 +25,7 @@ class BlobSizeLimit(StorageDriver):
         self._inner = inner
         self._max_bytes = max_bytes
         self.name = inner.name
+        self.bulk_concurrency = inner.bulk_concurrency
 
     async def open(self) -> None:
         await self._inner.open()

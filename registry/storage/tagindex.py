@@ -31,9 +31,9 @@ from registry.storage.driver import StorageDriver
 
 log = logging.getLogger(__name__)
 
-# Concurrent storage requests of the start-up discovery and the warm-up: many
-# short listings side by side, where one long chain of pages would crawl.
-_REBUILD_CONCURRENCY = 64
+# Concurrent listings of the start-up discovery, which has the storage to
+# itself: many short listings side by side, where one long chain would crawl.
+_DISCOVERY_CONCURRENCY = 64
 
 
 @dataclass(slots=True)
@@ -187,7 +187,7 @@ class TagIndex:
         """
         started = time.monotonic()
         index = cls(driver)
-        limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+        limit = asyncio.Semaphore(_DISCOVERY_CONCURRENCY)
         base = len(layout.REPOSITORIES) + 1
 
         async def visit(directory: str) -> None:
@@ -231,7 +231,8 @@ class TagIndex:
     async def warm(self) -> None:
         """Load every pending repository; one that fails stays pending, with a warning."""
         started = time.monotonic()
-        limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+        assert self._driver is not None, "only a discovered index warms up"
+        limit = asyncio.Semaphore(self._driver.bulk_concurrency)
 
         async def warm_one(name: str) -> None:
             async with limit:
@@ -302,7 +303,7 @@ async def _resolve_tags(
             repo.tags[tag] = digests[0]
         else:
             ambiguous.append(tag)
-    limit = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+    limit = asyncio.Semaphore(driver.bulk_concurrency)
 
     async def read_current(tag: str) -> None:
         async with limit:

@@ -145,6 +145,34 @@ class TestLoading:
         ]
         assert index.tags("lib/app") == ["v1"]
 
+    async def test_warm_up_keeps_within_the_drivers_bulk_concurrency(
+        self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """So a client's request for a repository is not queued behind the whole warm-up."""
+        repos = driver.bulk_concurrency * 2 + 3
+        await asyncio.gather(
+            *(write_tag(driver, f"repo{n}", "v1", digest(n)) for n in range(repos))
+        )
+        index = await TagIndex.discover(driver)
+        in_flight = peak = 0
+        walk = driver.walk
+
+        async def slow_walk(path: str) -> AsyncIterator[FileInfo]:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await asyncio.sleep(0.01)
+                async for info in walk(path):
+                    yield info
+            finally:
+                in_flight -= 1
+
+        monkeypatch.setattr(driver, "walk", slow_walk)
+        await index.warm()
+        assert peak == driver.bulk_concurrency
+        assert index.tags(f"repo{repos - 1}") == ["v1"]
+
     async def test_a_failed_load_leaves_the_repository_to_be_loaded_again(
         self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
