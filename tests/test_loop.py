@@ -57,6 +57,27 @@ async def serve_with() -> AsyncIterator[Callable[..., Awaitable[int]]]:
         await listener.wait_closed()
 
 
+def sending(
+    file: IO[bytes], outcome: asyncio.Future[BaseException | None], then: bytes = b""
+) -> Serve:
+    """A connection handler sending `file` with the loop's sendfile, then `then`.
+
+    `outcome` gets None, or the ConnectionResetError or NotImplementedError raised.
+    """
+
+    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.get_running_loop().sendfile(writer.transport, file)
+            outcome.set_result(None)
+        except (ConnectionResetError, NotImplementedError) as e:
+            outcome.set_result(e)
+        if then:
+            writer.write(then)
+        writer.close()
+
+    return serve
+
+
 def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -91,19 +112,8 @@ class TestSendfile:
     async def test_peer_leaving_mid_send_raises_connection_reset_and_leaks_nothing(
         self, serve_with: Callable[..., Awaitable[int]], opened: IO[bytes]
     ) -> None:
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[BaseException | None] = loop.create_future()
-
-        async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await loop.sendfile(writer.transport, opened)
-                outcome.set_result(None)
-            except ConnectionResetError as e:
-                outcome.set_result(e)
-            finally:
-                writer.close()
-
-        port = await serve_with(serve)
+        outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        port = await serve_with(sending(opened, outcome))
         before = _open_descriptors()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readexactly(1024 * 1024)
@@ -123,19 +133,8 @@ class TestSendfile:
         certificate = write_certificate(tmp_path, serial=1)
         server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_context.load_cert_chain(certificate.cert, certificate.key)
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[BaseException | None] = loop.create_future()
-
-        async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await loop.sendfile(writer.transport, opened)
-                outcome.set_result(None)
-            except NotImplementedError as e:
-                outcome.set_result(e)
-            writer.write(b"copied instead")
-            writer.close()
-
-        port = await serve_with(serve, server_context)
+        outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        port = await serve_with(sending(opened, outcome, then=b"copied instead"), server_context)
         client_context = ssl.create_default_context(cafile=certificate.cert)
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context)
         assert await reader.read(-1) == b"copied instead"

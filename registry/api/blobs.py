@@ -6,7 +6,6 @@ import asyncio
 from typing import BinaryIO
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 
 from registry.api.context import registry_of, repository_name
 from registry.digest import Digest
@@ -48,9 +47,8 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     file = await registry.blobs.open_file(blob)
     if file is not None:
         with file:
-            writer = await response.prepare(request)
-            assert writer is not None  # a StreamResponse always has one once prepared
-            await _send_file(request, response, writer, file, start, length)
+            await response.prepare(request)
+            await _send_file(request, response, file, start, length)
     else:
         stream = await registry.blobs.open(blob, start, length)
         try:
@@ -64,12 +62,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_file(
-    request: web.Request,
-    response: web.StreamResponse,
-    writer: AbstractStreamWriter,
-    file: BinaryIO,
-    start: int,
-    length: int,
+    request: web.Request, response: web.StreamResponse, file: BinaryIO, start: int, length: int
 ) -> None:
     """Send `length` bytes of `file` from `start`: by the kernel where the loop can.
 
@@ -86,7 +79,7 @@ async def _send_file(
         sent = await _copy_file(response, file, start, length)
     else:
         # The bytes went out around the writer; counted, they reach the access log.
-        writer.output_size += sent
+        request.writer.output_size += sent
     if sent < length:
         # Too late for an error answer: raising drops the connection, so the
         # client sees a short body rather than the next response's bytes.
