@@ -75,12 +75,22 @@ _SEAWEEDFS_ORDER = (
     "SeaweedFS lists keys out of byte order",
 )
 
+_MOTO_RACES = (
+    # moto's server keeps objects in unlocked structures: many concurrent
+    # overwrites of one key now and then end in its own 500 on every retry
+    # (getmoto/moto#372). The real S3 server of the suite, SeaweedFS, holds.
+    ("s3-moto",),
+    "moto's server is not thread-safe under concurrent overwrites of one key",
+)
+
 #: Shared-suite tests some drivers fail through no fault of theirs: the drivers
 #: and why. They may pass too (not every case is affected), so not strict.
 KNOWN_FAILURES: dict[str, tuple[tuple[str, ...], str]] = {
     "test_walk_yields_every_file_in_byte_order": _SEAWEEDFS_ORDER,
     "test_walk_after_a_path_yields_only_later_files": _SEAWEEDFS_ORDER,
     "test_walk_of_directory_skips_siblings_sharing_its_prefix": _SEAWEEDFS_ORDER,
+    "test_concurrent_puts_to_one_path_leave_one_whole_value": _MOTO_RACES,
+    "test_get_during_puts_sees_one_whole_value": _MOTO_RACES,
 }
 
 
