@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import BinaryIO
 
 from aiohttp import web
@@ -12,9 +13,6 @@ from registry.digest import Digest
 from registry.errors import RangeNotSatisfiable, StorageError
 
 _OCTET_STREAM = "application/octet-stream"
-# Where a file cannot be sent by the kernel, it is copied in pieces of this size:
-# fewer thread hand-offs than smaller pieces, for a little memory per download.
-_COPY_PIECE = 512 * 1024
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
@@ -44,59 +42,55 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if response.status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{blob.size}"
     response.content_length = length
+    sent: int | None = None
     file = await registry.blobs.open_file(blob)
     if file is not None:
         with file:
             await response.prepare(request)
-            await _send_file(request, response, file, start, length)
-    else:
-        stream = await registry.blobs.open(blob, start, length)
-        try:
-            await response.prepare(request)
-            async for chunk in stream:
-                await response.write(chunk)
-        finally:
-            await stream.aclose()
+            sent = await _sendfile(request, file, start, length)
+    if sent is None:  # no local file, or the loop cannot send it (HTTPS)
+        # Opened before the answer begins (where there is no file), so a blob
+        # gone since `stat` still gets its 404.
+        sent = await _stream(request, response, await registry.blobs.open(blob, start, length))
+    if sent < length:
+        # Too late for an error answer: raising drops the connection, so the
+        # client sees a short body rather than the next response's bytes.
+        raise StorageError("blobs", digest, f"storage held {sent} of the {length} bytes asked")
     await response.write_eof()
     return response
 
 
-async def _send_file(
-    request: web.Request, response: web.StreamResponse, file: BinaryIO, start: int, length: int
-) -> None:
-    """Send `length` bytes of `file` from `start`: by the kernel where the loop can.
+async def _sendfile(request: web.Request, file: BinaryIO, start: int, length: int) -> int | None:
+    """Bytes of `file` sent by the kernel from `start`, at most `length`.
 
-    The loop cannot on HTTPS (registry.loop's, uvloop's own) or without
-    sendfile(2); the bytes are then read in a worker thread and written.
+    None, with nothing sent, where the loop cannot: on HTTPS (registry.loop's,
+    uvloop's own) or without sendfile(2).
     """
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("connection lost")
-    loop = asyncio.get_running_loop()
     try:
-        sent = await loop.sendfile(transport, file, start, length)
+        sent = await asyncio.get_running_loop().sendfile(transport, file, start, length)
     except NotImplementedError:
-        sent = await _copy_file(response, file, start, length)
-    else:
-        # The bytes went out around the writer; counted, they reach the access log.
-        request.writer.output_size += sent
-    if sent < length:
-        # Too late for an error answer: raising drops the connection, so the
-        # client sees a short body rather than the next response's bytes.
-        raise StorageError("local file", file.name, "shorter than the blob's size")
+        return None
+    # The bytes went out around the writer; counted, they reach the access log.
+    request.writer.output_size += sent
+    return sent
 
 
-async def _copy_file(response: web.StreamResponse, file: BinaryIO, start: int, length: int) -> int:
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, file.seek, start)
-    copied = 0
-    while copied < length:
-        piece = await loop.run_in_executor(None, file.read, min(length - copied, _COPY_PIECE))
-        if not piece:
-            break
-        await response.write(piece)
-        copied += len(piece)
-    return copied
+async def _stream(
+    request: web.Request, response: web.StreamResponse, stream: AsyncGenerator[bytes, None]
+) -> int:
+    """Write `stream` out (preparing `response` if need be); the bytes written."""
+    written = 0
+    try:
+        await response.prepare(request)
+        async for chunk in stream:
+            await response.write(chunk)
+            written += len(chunk)
+    finally:
+        await stream.aclose()
+    return written
 
 
 def _requested_range(request: web.Request, size: int) -> tuple[int, int]:

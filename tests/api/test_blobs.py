@@ -174,6 +174,22 @@ class _FailingMidStream(InMemoryDriver):
         return failing()
 
 
+class _ShortReads(InMemoryDriver):
+    """Storage whose reads of blob data end after the first piece, without an error."""
+
+    async def _reader(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        inner = await super()._reader(path, offset, length)
+        if not path.endswith("/data"):
+            return inner
+
+        async def short() -> AsyncGenerator[bytes, None]:
+            yield await anext(inner)
+
+        return short()
+
+
 class TestDownloadFailingPartWay:
     """A download that storage fails after its headers must not look complete."""
 
@@ -185,6 +201,14 @@ class TestDownloadFailingPartWay:
                 with pytest.raises(aiohttp.ClientPayloadError):
                     await response.read()
             assert (await client.head(f"/v2/lib/big/blobs/{digest}")).status == 200
+
+    async def test_storage_ending_early_cuts_the_download_off(self) -> None:
+        async with TestClient(TestServer(create_app(Config(), _ShortReads()))) as client:
+            digest = await push_blob(client, "lib/big", LARGE)
+            async with client.get(f"/v2/lib/big/blobs/{digest}") as response:
+                assert response.status == 200
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await response.read()
 
     async def test_download_of_a_short_file_is_cut_off_not_padded(self, tmp_path: Path) -> None:
         """A file shorter than its blob (a damaged disk) must not pass as the whole blob."""
