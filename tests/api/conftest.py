@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from registry.app import create_app
+from registry.auth import server_options
 from registry.config import Config
 from registry.storage.driver import StorageDriver
 from tests.conftest import DRIVER_FACTORIES
@@ -35,7 +36,11 @@ async def make_client(storage: StorageDriver) -> AsyncIterator[ClientFactory]:
     async def start(config: Config | None = None) -> TestClient:
         for running in clients:
             await running.close()
-        client = TestClient(TestServer(create_app(config or Config(), storage)))
+        config = config or Config()
+        server = TestServer(create_app(config, storage))
+        # The server options `cargobay serve` runs with (read-ahead, header bounds).
+        await server.start_server(**server_options(config.limits))
+        client = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client

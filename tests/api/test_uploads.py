@@ -61,6 +61,17 @@ class TestMonolithicUpload:
         assert head.status == 200
         assert head.headers["Content-Length"] == "0"
 
+    async def test_empty_bodies_one_after_another_each_complete(self, client: TestClient) -> None:
+        """aiohttp hands every empty body the same reader; each request must still end."""
+        empty = digest_of(b"")
+        for name in ("team/one", "team/two"):
+            assert await push_blob(client, name, b"") == empty
+        location = await start(client)
+        patched = await client.patch(location, data=b"")
+        assert patched.status == 202
+        finished = await client.put(f"{patched.headers['Location']}?digest={empty}", data=b"")
+        assert finished.status == 201
+
     async def test_post_then_put_with_body_completes_upload(self, client: TestClient) -> None:
         location = await start(client)
         data = b"post then put"
