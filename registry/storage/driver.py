@@ -82,6 +82,16 @@ class FileWriter(ABC):
         """Make the whole content readable at the path. The writer cannot be resumed after."""
 
     @abstractmethod
+    async def commit_to(self, path: str) -> None:
+        """Make the whole content readable at `path` instead, replacing what is there.
+
+        The same as `commit()` then `StorageDriver.move` to `path`, and as
+        safe: `path` gets the content whole or not at all, and on error the
+        writer's own path keeps what it held; done in fewer steps where the
+        backend allows. The writer cannot be resumed after.
+        """
+
+    @abstractmethod
     async def cancel(self) -> None:
         """Discard everything written, including by earlier writers resumed here."""
 
@@ -272,9 +282,13 @@ class _StagedWriter(FileWriter):
         await self.cancel()
 
     async def commit(self) -> None:
+        await self.commit_to(self._path)
+
+    async def commit_to(self, path: str) -> None:
+        self._driver.check_path(path)
         await self._inner.commit()
         try:
-            await self._driver.move(self._staging, self._path)
+            await self._driver.move(self._staging, path)
         except BaseException:
             with contextlib.suppress(StorageError):
                 await self._driver.delete(self._staging)

@@ -241,6 +241,11 @@ class _FileWriter(FileWriter):
     async def commit(self) -> None:
         self._end()
 
+    async def commit_to(self, path: str) -> None:
+        self._driver.check_path(path)
+        self._end()
+        await self._driver.move(self._path, path)
+
     async def cancel(self) -> None:
         self._end()
         with _storage_errors(self._driver.name, self._path):

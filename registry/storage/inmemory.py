@@ -130,9 +130,13 @@ class _MemoryWriter(FileWriter):
         self._end()
 
     async def commit(self) -> None:
+        await self.commit_to(self._path)
+
+    async def commit_to(self, path: str) -> None:
+        self._driver.check_path(path)
         self._end()
         self._driver._uploads.pop(self._path, None)
-        await self._driver._put_content(self._path, bytes(self._buffer))
+        await self._driver._put_content(path, bytes(self._buffer))
 
     async def cancel(self) -> None:
         self._end()

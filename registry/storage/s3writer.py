@@ -190,6 +190,21 @@ class S3Writer(FileWriter):
         if self._saved:
             await driver._delete_state(self._path)
 
+    async def commit_to(self, path: str) -> None:
+        driver = self._driver
+        driver.check_path(path)
+        if self._state.upload_id is not None:
+            # Parts live in an upload to this writer's own key: complete it there, then copy.
+            await self.commit()
+            await driver.move(self._path, path)
+            return
+        # All the content is buffered (a blob smaller than a part): store it
+        # where it belongs with one PutObject, instead of one here and a copy.
+        self._end()
+        await driver._put_object(path, driver.key(path), self._state.tail)
+        if self._saved:
+            await driver._delete_state(self._path)
+
     async def _completed_before(self) -> bool:
         """Whether the object at the path is this writer's content, from a completed upload.
 

@@ -98,5 +98,8 @@ class _LimitedWriter(FileWriter):
     async def commit(self) -> None:
         await self._inner.commit()
 
+    async def commit_to(self, path: str) -> None:
+        await self._inner.commit_to(path)
+
     async def cancel(self) -> None:
         await self._inner.cancel()

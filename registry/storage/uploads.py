@@ -135,10 +135,8 @@ class UploadStore:
             except BaseException:
                 await writer.close()
                 raise
-            await writer.commit()
-            data_path = layout.upload_data(name, upload_id)
             try:
-                info = await self._publish(name, data_path, digest, writer.size, session)
+                info = await self._publish(name, upload_id, writer, digest, session)
             finally:
                 self._sessions.pop(upload_id, None)
                 await self._remove(name, upload_id)
@@ -191,18 +189,37 @@ class UploadStore:
             session.hasher = None
 
     async def _publish(
-        self, name: str, data_path: str, digest: Digest, size: int, session: _Session
+        self, name: str, upload_id: str, writer: FileWriter, digest: Digest, session: _Session
     ) -> BlobInfo:
+        """End `writer` with its content verified against `digest` and stored under it."""
+        size = writer.size
         hasher = session.hasher
-        if hasher is None or session.hashed != size or digest.algorithm != _algorithm_of(hasher):
+        if (
+            hasher is not None
+            and session.hashed == size
+            and digest.algorithm == _algorithm_of(hasher)
+        ):
+            # Verified before anything is committed: the content can go
+            # straight to the blob's path (on S3, a small blob is then stored
+            # once, not stored and copied).
+            if hasher.hexdigest() != digest.hex:
+                await writer.cancel()
+                raise DigestInvalid(detail={"digest": str(digest)})
+            if await self._blobs.content_size(digest) is None:
+                await writer.commit_to(layout.blob_data(digest))
+            else:
+                await writer.cancel()
+        else:
+            await writer.commit()
+            data_path = layout.upload_data(name, upload_id)
             hasher = digest.hasher()
             stream = await self._driver.reader(data_path)
             async for chunk in stream:
                 hasher.update(chunk)
-        if hasher.hexdigest() != digest.hex:
-            raise DigestInvalid(detail={"digest": str(digest)})
-        if await self._blobs.content_size(digest) is None:
-            await self._driver.move(data_path, layout.blob_data(digest))
+            if hasher.hexdigest() != digest.hex:
+                raise DigestInvalid(detail={"digest": str(digest)})
+            if await self._blobs.content_size(digest) is None:
+                await self._driver.move(data_path, layout.blob_data(digest))
         self._blobs.remember_size(digest, size)
         await self._blobs.link(name, digest)
         return BlobInfo(digest, size)

@@ -385,20 +385,57 @@ class TestWriter:
         await writer.commit()
         assert await driver.get_content("/f") == b"new"
 
-    @pytest.mark.parametrize("ending", ["close", "commit", "cancel"])
-    @pytest.mark.parametrize("call", ["write", "close", "commit", "cancel"])
+    @pytest.mark.parametrize("size", [0, 10, 5 * MiB + 10])
+    async def test_commit_to_puts_the_content_there_and_leaves_nothing_at_the_path(
+        self, driver: StorageDriver, size: int
+    ) -> None:
+        data = os.urandom(size)
+        writer = await driver.writer("/up/data")
+        await writer.write(data[: size // 2])
+        await writer.close()
+        writer = await driver.writer("/up/data", append=True)
+        await writer.write(data[size // 2 :])
+        await writer.commit_to("/blobs/b/data")
+        assert await driver.get_content("/blobs/b/data") == data
+        with pytest.raises(PathNotFound):
+            await driver.get_content("/up/data")
+        with pytest.raises(PathNotFound):
+            await driver.writer("/up/data", append=True)
+
+    async def test_commit_to_replaces_content_at_the_destination(
+        self, driver: StorageDriver
+    ) -> None:
+        await driver.put_content("/blobs/b/data", b"old content")
+        writer = await driver.writer("/up/data")
+        await writer.write(b"new")
+        await writer.commit_to("/blobs/b/data")
+        assert await driver.get_content("/blobs/b/data") == b"new"
+
+    async def test_commit_to_an_invalid_path_raises_and_keeps_the_writer_usable(
+        self, driver: StorageDriver
+    ) -> None:
+        writer = await driver.writer("/up/data")
+        await writer.write(b"kept")
+        with pytest.raises(InvalidPath):
+            await writer.commit_to("no/slash")
+        await writer.commit()
+        assert await driver.get_content("/up/data") == b"kept"
+
+    @pytest.mark.parametrize("ending", ["close", "commit", "commit_to", "cancel"])
+    @pytest.mark.parametrize("call", ["write", "close", "commit", "commit_to", "cancel"])
     async def test_any_call_after_the_writer_ended_raises_invalid_offset(
         self, driver: StorageDriver, ending: str, call: str
     ) -> None:
         writer = await driver.writer("/up/data")
         await writer.write(b"x")
-        await getattr(writer, ending)()
         calls: dict[str, Callable[[FileWriter], Awaitable[None]]] = {
             "write": lambda w: w.write(b"y"),
             "close": lambda w: w.close(),
             "commit": lambda w: w.commit(),
+            "commit_to": lambda w: w.commit_to("/elsewhere"),
             "cancel": lambda w: w.cancel(),
         }
+        await calls[ending](writer)
         with pytest.raises(InvalidOffset):
             await calls[call](writer)
 
