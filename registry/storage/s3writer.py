@@ -164,6 +164,12 @@ class S3Writer(FileWriter):
 
     async def commit(self) -> None:
         self._end()
+        await self._complete()
+        if self._saved:
+            await self._driver._delete_state(self._path)
+
+    async def _complete(self) -> None:
+        """Make the content readable at the writer's own path; its saved state stays."""
         driver, state = self._driver, self._state
         if state.upload_id is None:
             # Never reached a part (zero bytes included): one plain upload.
@@ -187,21 +193,22 @@ class S3Writer(FileWriter):
                 # multipart ETag is that of these parts.
                 if not await self._completed_before():
                     raise
-        if self._saved:
-            await driver._delete_state(self._path)
 
     async def commit_to(self, path: str) -> None:
         driver = self._driver
         driver.check_path(path)
-        if self._state.upload_id is not None:
-            # Parts live in an upload to this writer's own key: complete it there, then copy.
-            await self.commit()
-            await driver.move(self._path, path)
-            return
-        # All the content is buffered (a blob smaller than a part): store it
-        # where it belongs with one PutObject, instead of one here and a copy.
         self._end()
-        await driver._put_object(path, driver.key(path), self._state.tail)
+        if self._state.upload_id is None:
+            # All the content is buffered (less than a part): store it where
+            # it belongs with one PutObject, instead of one here and a copy.
+            await driver._put_object(path, driver.key(path), self._state.tail)
+        else:
+            # The parts are in an upload to this writer's own key: complete it
+            # there, then copy. The state goes last, so that a resumed writer
+            # can finish the move if the copy fails (commit() recognises the
+            # upload it completed).
+            await self._complete()
+            await driver.move(self._path, path)
         if self._saved:
             await driver._delete_state(self._path)
 

@@ -135,12 +135,30 @@ class UploadStore:
             except BaseException:
                 await writer.close()
                 raise
+            size = writer.size
+            verdict = _running_verdict(session, size, digest)
+            # Until the content is committed a failure leaves the session to be
+            # finished again; from then on, and for a wrong digest, it is removed.
+            if verdict is None:
+                await writer.commit()
+            elif verdict and await self._blobs.content_size(digest) is None:
+                # Verified before anything is committed, so the content goes
+                # straight to the blob's path (on S3, a small blob is then
+                # stored once, not stored and copied).
+                await writer.commit_to(layout.blob_data(digest))
+            else:
+                await writer.cancel()  # a wrong digest, or a blob already stored
             try:
-                info = await self._publish(name, upload_id, writer, digest, session)
+                if verdict is None:
+                    verdict = await self._verify_and_move(name, upload_id, digest)
+                if not verdict:
+                    raise DigestInvalid(detail={"digest": str(digest)})
+                self._blobs.remember_size(digest, size)
+                await self._blobs.link(name, digest)
             finally:
                 self._sessions.pop(upload_id, None)
                 await self._remove(name, upload_id)
-            return info
+            return BlobInfo(digest, size)
 
     async def put(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobInfo:
         """A whole blob in one request (monolithic upload): stream, verify, publish.
@@ -188,41 +206,18 @@ class UploadStore:
         if not in_step:
             session.hasher = None
 
-    async def _publish(
-        self, name: str, upload_id: str, writer: FileWriter, digest: Digest, session: _Session
-    ) -> BlobInfo:
-        """End `writer` with its content verified against `digest` and stored under it."""
-        size = writer.size
-        hasher = session.hasher
-        if (
-            hasher is not None
-            and session.hashed == size
-            and digest.algorithm == _algorithm_of(hasher)
-        ):
-            # Verified before anything is committed: the content can go
-            # straight to the blob's path (on S3, a small blob is then stored
-            # once, not stored and copied).
-            if hasher.hexdigest() != digest.hex:
-                await writer.cancel()
-                raise DigestInvalid(detail={"digest": str(digest)})
-            if await self._blobs.content_size(digest) is None:
-                await writer.commit_to(layout.blob_data(digest))
-            else:
-                await writer.cancel()
-        else:
-            await writer.commit()
-            data_path = layout.upload_data(name, upload_id)
-            hasher = digest.hasher()
-            stream = await self._driver.reader(data_path)
-            async for chunk in stream:
-                hasher.update(chunk)
-            if hasher.hexdigest() != digest.hex:
-                raise DigestInvalid(detail={"digest": str(digest)})
-            if await self._blobs.content_size(digest) is None:
-                await self._driver.move(data_path, layout.blob_data(digest))
-        self._blobs.remember_size(digest, size)
-        await self._blobs.link(name, digest)
-        return BlobInfo(digest, size)
+    async def _verify_and_move(self, name: str, upload_id: str, digest: Digest) -> bool:
+        """Read the session's committed content back against `digest`; if it matches, move
+        it under the digest (unless that blob is stored already)."""
+        data_path = layout.upload_data(name, upload_id)
+        hasher = digest.hasher()
+        async for chunk in await self._driver.reader(data_path):
+            hasher.update(chunk)
+        if hasher.hexdigest() != digest.hex:
+            return False
+        if await self._blobs.content_size(digest) is None:
+            await self._driver.move(data_path, layout.blob_data(digest))
+        return True
 
     async def _resume(self, name: str, upload_id: str) -> FileWriter:
         try:
@@ -249,6 +244,14 @@ class UploadStore:
         self._sessions[upload_id] = session
         if len(self._sessions) > _MAX_TRACKED_SESSIONS:
             self._sessions.popitem(last=False)
+
+
+def _running_verdict(session: _Session, size: int, digest: Digest) -> bool | None:
+    """Whether the session's running hash matches `digest`; None if it cannot tell."""
+    hasher = session.hasher
+    if hasher is None or session.hashed != size or digest.algorithm != _algorithm_of(hasher):
+        return None
+    return hasher.hexdigest() == digest.hex
 
 
 def _algorithm_of(hasher: Hasher) -> str:

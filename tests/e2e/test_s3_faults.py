@@ -486,10 +486,11 @@ class TestPersistentFaults:
         ("CompleteMultipartUpload", "fail", True),
         # Assembled, but every answer is lost: PUT again finds the upload completed.
         ("CompleteMultipartUpload", "lose", True),
-        # The verified upload cannot be moved under its digest: the session is gone.
-        ("CopyObject", "fail", False),
-        # Moved, but every answer is lost: not linked, so still unknown in the repository.
-        ("CopyObject", "lose", False),
+        # Assembled, but it cannot be copied under its digest: PUT again copies it.
+        ("CopyObject", "fail", True),
+        # Copied, but every answer is lost: not linked, so still unknown in the
+        # repository until a PUT again copies it once more.
+        ("CopyObject", "lose", True),
         # Moved, but its repository link cannot be written.
         ("PutObject", "fail", False),
     ],
