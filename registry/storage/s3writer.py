@@ -205,8 +205,8 @@ class S3Writer(FileWriter):
         else:
             # The parts are in an upload to this writer's own key: complete it
             # there, then copy. The state goes last, so that a resumed writer
-            # can finish the move if the copy fails (commit() recognises the
-            # upload it completed).
+            # can finish the move if the copy fails (completing again
+            # recognises the upload completed before).
             await self._complete()
             await driver.move(self._path, path)
         if self._saved:
