@@ -19,10 +19,11 @@ from registry.api.middleware import add_api_version, errors_middleware
 from registry.api.routes import add_routes
 from registry.auth import install_security
 from registry.config import Config
-from registry.storage.driver import StorageDriver
-from registry.storage.purge import purge_uploads_periodically
-from registry.storage.registry import Registry, create_driver
-from registry.storage.sizelimit import BlobSizeLimit
+from registry.drivers import create_driver
+from registry.drivers.base import StorageDriver
+from registry.drivers.sizelimit import BlobSizeLimit
+from registry.services.purge import purge_uploads_periodically
+from registry.services.registry import Registry
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from registry.config import S3Config
+from registry.drivers.base import StorageDriver
+from registry.drivers.filesystem import FilesystemDriver
+from registry.drivers.inmemory import InMemoryDriver
+from registry.drivers.s3 import S3Driver
 from registry.loop import Loop
-from registry.storage.driver import StorageDriver
-from registry.storage.filesystem import FilesystemDriver
-from registry.storage.inmemory import InMemoryDriver
-from registry.storage.s3 import S3Driver
 from tests.s3server import S3Server, moto_server, seaweedfs_server
 
 #: How to build each driver the `driver` fixture runs tests against. A factory

@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.config import S3Config
-from registry.storage.s3writer import MIN_PART_SIZE
+from registry.drivers.s3writer import MIN_PART_SIZE
 
 ACCESS_KEY = "cargobay-test"
 SECRET_KEY = "cargobay-test-secret"

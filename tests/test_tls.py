@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 from registry import tls
 from registry.app import create_app
 from registry.config import Config, ConfigError, TlsConfig
-from registry.storage.filesystem import FilesystemDriver
-from registry.storage.inmemory import InMemoryDriver
+from registry.drivers.filesystem import FilesystemDriver
+from registry.drivers.inmemory import InMemoryDriver
 
 
 def write_certificate(directory: Path, serial: int) -> TlsConfig:

@@ -9,7 +9,7 @@ from aiohttp import web
 from registry.config import Config
 from registry.errors import PayloadTooLarge
 from registry.reference import validate_name
-from registry.storage.registry import Registry
+from registry.services.registry import Registry
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)

@@ -18,7 +18,7 @@ from registry.api.context import body_pieces, registry_of, repository_name
 from registry.digest import Digest
 from registry.errors import BlobUploadInvalid, DigestInvalid, NameInvalid
 from registry.reference import validate_name
-from registry.storage.blobs import BlobInfo
+from registry.services.blobs import BlobInfo
 
 
 async def start_upload(request: web.Request) -> web.Response:

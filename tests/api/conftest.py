@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from registry.app import create_app
 from registry.auth import server_options
 from registry.config import Config
-from registry.storage.driver import StorageDriver
+from registry.drivers.base import StorageDriver
 from tests.conftest import DRIVER_FACTORIES
 
 #: The drivers the whole API suite runs against.

@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from registry.app import create_app
 from registry.config import Config, StorageConfig
+from registry.drivers.base import StorageDriver
+from registry.drivers.filesystem import FilesystemDriver
+from registry.drivers.inmemory import InMemoryDriver
 from registry.errors import StorageError
-from registry.storage.driver import StorageDriver
-from registry.storage.filesystem import FilesystemDriver
-from registry.storage.inmemory import InMemoryDriver
 from tests.api.conftest import ClientFactory
 from tests.api.oci import digest_of, error_codes, push_blob
 

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.storage.driver import StorageDriver
+from registry.drivers.base import StorageDriver
 
 # Characters that matter to paths, encodings and the name grammar, plus anything at all.
 TRICKY = st.sampled_from([*"/._-:%@?#\\ \x00~+=", "..", "%2e", "%2f", "é", "\u202e"])

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from registry.drivers.base import StorageDriver
 from registry.manifest import MAX_MANIFEST_SIZE
-from registry.storage.driver import StorageDriver
 from tests.api.oci import OCI_MANIFEST, digest_of, push_blob, push_image
 
 #: How long a test waits for an answer that must come.

@@ -33,7 +33,7 @@ from registry.config import (
     HtpasswdConfig,
     TokenConfig,
 )
-from registry.storage.inmemory import InMemoryDriver
+from registry.drivers.inmemory import InMemoryDriver
 
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
 GROUPS = (GroupConfig(name="readers", members=("bob",)),)

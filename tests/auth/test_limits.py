@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from registry.app import create_app
 from registry.auth import server_options
 from registry.config import Config, ConfigError, LimitsConfig
-from registry.storage.inmemory import InMemoryDriver
+from registry.drivers.inmemory import InMemoryDriver
 from tests.api.oci import digest_of
 from tests.auth.conftest import Serve
 

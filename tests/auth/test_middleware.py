@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from registry.app import create_app
 from registry.config import Config
-from registry.storage.inmemory import InMemoryDriver
+from registry.drivers.inmemory import InMemoryDriver
 from tests.api.oci import digest_of, push_blob, push_image
 from tests.auth.conftest import (
     REALM,

@@ -10,7 +10,7 @@ from registry.app import create_app
 from registry.auth.access import CATALOG, repository_access
 from registry.auth.requirements import Body, Need, RouteRule, needed_accesses, route_rule
 from registry.config import Config
-from registry.storage.inmemory import InMemoryDriver
+from registry.drivers.inmemory import InMemoryDriver
 
 
 class TestRouteRule:

@@ -8,7 +8,7 @@ import jwt
 from aiohttp.test_utils import TestClient
 
 from registry.app import create_app
-from registry.storage.inmemory import InMemoryDriver
+from registry.drivers.inmemory import InMemoryDriver
 from tests.api.oci import push_image
 from tests.auth.conftest import ISSUER, SERVICE, KeyPair, Modes, Serve, basic, bearer
 

@@ -156,7 +156,7 @@ class TestUploadAcrossRestart:
     async def test_upload_session_resumes_after_kill_9_and_verifies_the_digest(
         self, cargobay: ServerProcess
     ) -> None:
-        """Sessions live in storage (registry/storage/uploads.py): after a crash the client
+        """Sessions live in storage (registry/services/uploads.py): after a crash the client
         asks where the upload stands, sends the rest, and the blob is verified in full."""
         blob = random.Random(11).randbytes(300_000)
         digest = sha256_digest(blob)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from registry import layout
+from registry.drivers.base import StorageDriver
+from registry.drivers.sizelimit import BlobSizeLimit
 from registry.errors import PayloadTooLarge
-from registry.storage import layout
-from registry.storage.driver import StorageDriver
-from registry.storage.sizelimit import BlobSizeLimit
 
 
 class TestBlobSizeLimit:

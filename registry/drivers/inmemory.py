@@ -1,6 +1,6 @@
 """A storage driver keeping everything in a dict, for tests and throw-away registries.
 
-It is a complete driver, not a mock: the shared suite in `tests/storage/`
+It is a complete driver, not a mock: the shared suite in `tests/drivers/`
 holds it to the same contracts as the others, so a test run against it says
 something about the real backends. Content lives in process memory and is
 lost with it.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from registry.drivers.base import FileInfo, FileWriter, StorageDriver
 from registry.errors import InvalidOffset, PathNotFound
-from registry.storage.driver import FileInfo, FileWriter, StorageDriver
 
 #: Bytes per chunk yielded by `reader`.
 CHUNK_SIZE = 1024 * 1024

@@ -17,9 +17,9 @@ import datetime
 import logging
 import time
 
+from registry import layout
+from registry.drivers.base import FileInfo, StorageDriver
 from registry.errors import PathNotFound, StorageError
-from registry.storage import layout
-from registry.storage.driver import FileInfo, StorageDriver
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from registry import layout
 from registry.digest import Digest
+from registry.drivers.base import StorageDriver
 from registry.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -27,10 +29,8 @@ from registry.errors import (
 )
 from registry.manifest import Manifest, detect_media_type, parse_manifest
 from registry.reference import is_tag
-from registry.storage import layout
-from registry.storage.blobs import BlobStore
-from registry.storage.driver import StorageDriver
-from registry.storage.tagindex import TagIndex
+from registry.services.blobs import BlobStore
+from registry.services.index import TagIndex
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The contract of `StorageDriver`, checked against every driver.
 
-Each test states one sentence of a docstring in `registry/storage/driver.py`;
+Each test states one sentence of a docstring in `registry/drivers/base.py`;
 the `driver` fixture (tests/conftest.py) runs it once per backend. Only what
 the contract promises is asserted, so a test that fails for one driver is a
 bug in that driver, not a difference in taste.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from registry.drivers.base import FileInfo, FileWriter, StorageDriver
 from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
-from registry.storage.driver import FileInfo, FileWriter, StorageDriver
 
 # A file a driver leaves for the garbage collector to close fails the test.
 pytestmark = [

@@ -26,8 +26,8 @@ from contextlib import contextmanager, suppress
 from io import FileIO
 from pathlib import Path
 
+from registry.drivers.base import FileInfo, FileWriter, StorageDriver
 from registry.errors import InvalidOffset, PathNotFound, StorageError
-from registry.storage.driver import FileInfo, FileWriter, StorageDriver
 
 #: Files up to this size are read on the event loop rather than in a thread.
 INLINE_READ_MAX = 64 * 1024

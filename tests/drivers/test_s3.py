@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 
 from registry.config import ConfigError, S3Config
+from registry.drivers.s3 import CHUNK_SIZE, S3Driver
+from registry.drivers.s3writer import MIN_PART_SIZE, STATE_SUFFIX
 from registry.errors import PathNotFound, StorageError
-from registry.storage.s3 import CHUNK_SIZE, S3Driver
-from registry.storage.s3writer import MIN_PART_SIZE, STATE_SUFFIX
 from tests.s3server import BUCKET, S3Server
 
 MiB = 1024 * 1024

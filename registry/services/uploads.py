@@ -21,7 +21,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
+from registry import layout
 from registry.digest import Digest, Hasher, new_hasher
+from registry.drivers.base import FileWriter, StorageDriver
 from registry.errors import (
     BlobUploadUnknown,
     DigestInvalid,
@@ -29,9 +31,7 @@ from registry.errors import (
     RangeNotSatisfiable,
     SizeInvalid,
 )
-from registry.storage import layout
-from registry.storage.blobs import BlobInfo, BlobStore
-from registry.storage.driver import FileWriter, StorageDriver
+from registry.services.blobs import BlobInfo, BlobStore
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Running hashes kept for sessions in progress; past this many the oldest are

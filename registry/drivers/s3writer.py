@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from registry.drivers.base import FileWriter
 from registry.errors import PathNotFound, StorageError
-from registry.storage.driver import FileWriter
 
 if TYPE_CHECKING:
-    from registry.storage.s3 import S3Driver
+    from registry.drivers.s3 import S3Driver
 
 #: S3's limits on the parts of a multipart upload: every part but the last is
 #: at least the minimum; no part exceeds the maximum, which is also the largest

@@ -14,11 +14,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from registry import layout
 from registry.digest import Digest
+from registry.drivers.base import StorageDriver
 from registry.errors import BlobUnknown, PathNotFound, Unsupported
-from registry.storage import layout
-from registry.storage.driver import StorageDriver
-from registry.storage.tagindex import TagIndex
+from registry.services.index import TagIndex
 
 # Blob sizes never change (content addressing), so a bounded map of them saves
 # one storage round trip per HEAD/GET; 100,000 entries is ~15 MB.

@@ -32,9 +32,8 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.config import ConfigError, S3Config
-from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
-from registry.storage.driver import FileInfo, FileWriter, StorageDriver
-from registry.storage.s3writer import (
+from registry.drivers.base import FileInfo, FileWriter, StorageDriver
+from registry.drivers.s3writer import (
     MAX_PART_SIZE,
     MIN_PART_SIZE,
     PARTS_PER_SIZE,
@@ -44,6 +43,7 @@ from registry.storage.s3writer import (
     decode_state,
     encode_state,
 )
+from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
 
 #: Bytes asked of the response body per chunk yielded by `reader`.
 CHUNK_SIZE = 1024 * 1024

@@ -24,10 +24,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from registry import layout
 from registry.digest import Digest
+from registry.drivers.base import StorageDriver
 from registry.errors import DigestInvalid, PathNotFound, StorageError, Unsupported
-from registry.storage import layout
-from registry.storage.driver import StorageDriver
 
 log = logging.getLogger(__name__)
 

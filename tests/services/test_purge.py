@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from registry import layout
 from registry.digest import Digest
+from registry.drivers.base import StorageDriver
 from registry.errors import BlobUploadUnknown, PathNotFound
-from registry.storage import layout
-from registry.storage.blobs import BlobStore
-from registry.storage.driver import StorageDriver
-from registry.storage.purge import purge_uploads, purge_uploads_periodically
-from registry.storage.tagindex import TagIndex
-from registry.storage.uploads import UploadStore
+from registry.services.blobs import BlobStore
+from registry.services.index import TagIndex
+from registry.services.purge import purge_uploads, purge_uploads_periodically
+from registry.services.uploads import UploadStore
 
 HOUR = 3600.0
 

@@ -11,27 +11,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from registry.config import StorageConfig
-from registry.storage.blobs import BlobStore
-from registry.storage.driver import StorageDriver
-from registry.storage.manifests import ManifestStore
-from registry.storage.tagindex import TagIndex
-from registry.storage.uploads import UploadStore
-
-
-def create_driver(config: StorageConfig) -> StorageDriver:
-    """The storage driver `config.driver` names, configured but not yet opened."""
-    if config.driver == "filesystem":
-        from registry.storage.filesystem import FilesystemDriver
-
-        return FilesystemDriver(config.filesystem.root)
-    if config.driver == "s3":
-        from registry.storage.s3 import S3Driver
-
-        return S3Driver(config.s3)
-    from registry.storage.inmemory import InMemoryDriver
-
-    return InMemoryDriver()
+from registry.drivers.base import StorageDriver
+from registry.services.blobs import BlobStore
+from registry.services.index import TagIndex
+from registry.services.manifests import ManifestStore
+from registry.services.uploads import UploadStore
 
 
 @dataclass(slots=True)

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from registry import layout
 from registry.digest import Digest
+from registry.drivers.base import FileInfo, StorageDriver
 from registry.errors import StorageError
-from registry.storage import layout
-from registry.storage.blobs import BlobStore
-from registry.storage.driver import FileInfo, StorageDriver
-from registry.storage.manifests import ManifestStore
-from registry.storage.registry import Registry
-from registry.storage.tagindex import TagIndex
+from registry.services.blobs import BlobStore
+from registry.services.index import TagIndex
+from registry.services.manifests import ManifestStore
+from registry.services.registry import Registry
 from tests.manifest import samples
 
 
