@@ -42,7 +42,9 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     purge_after = 0 if config.storage.read_only else config.limits.upload_expiry_seconds
 
     async def registry_context(app: web.Application) -> AsyncIterator[None]:
-        registry = await Registry.open(storage, delete_enabled=config.storage.delete)
+        registry = await Registry.open(
+            storage, delete_enabled=config.storage.delete, feed_config=config.feed
+        )
         app[REGISTRY] = registry
         purger = None
         if purge_after:

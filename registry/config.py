@@ -53,8 +53,12 @@ class HttpConfig:
     addr: str = "127.0.0.1:5000"
     trusted_proxies: tuple[str, ...] = ()
     tls: TlsConfig = field(default_factory=TlsConfig)
+    #: Processes serving the one listening socket; 0 means one per CPU core.
+    workers: int = 0
 
     def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError("workers must be 0 (one per CPU core) or more")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -236,6 +240,32 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedConfig:
+    """How processes sharing one storage learn of each other's writes (the change feed).
+
+    `interval_seconds`: how often the feed is read. `reconcile_seconds`: how
+    often the whole index is compared with storage, to pick up writes that
+    bypassed the feed (0 turns it off). `retention_seconds`: how long a record
+    stays in the feed; a process that has not read the feed for longer
+    reloads its index from storage.
+    """
+
+    interval_seconds: float = 1.0
+    reconcile_seconds: float = 300.0
+    retention_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.interval_seconds <= 60:
+            raise ConfigError("feed.interval_seconds must be between 0.05 and 60")
+        if self.reconcile_seconds < 0:
+            raise ConfigError("feed.reconcile_seconds must be 0 (off) or more")
+        if self.retention_seconds < 60 or self.retention_seconds < 10 * self.interval_seconds:
+            raise ConfigError(
+                "feed.retention_seconds must be at least 60 and 10 times interval_seconds"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one Cargobay process."""
 
@@ -244,6 +274,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
 
 
 T = TypeVar("T")

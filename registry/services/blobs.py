@@ -3,26 +3,36 @@
 A blob is readable in a repository only once a `_layers` link there names it
 (an upload finished there, or a mount from another repository). The content
 itself is written once under `blobs/` and shared by every repository.
+
+Other processes may delete a blob's content (garbage collection, an
+operator), so a decision that could lose data asks storage, never a cache:
+`content_size` always does. What a client is told exists (`stat`, behind
+HEAD and GET) was confirmed by storage within the last second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from cachetools import TTLCache
 
 from registry import layout
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.errors import BlobUnknown, PathNotFound, Unsupported
+from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
 
-# Blob sizes never change (content addressing), so a bounded map of them saves
-# one storage round trip per HEAD/GET; 100,000 entries is ~15 MB.
+# Blob sizes never change (content addressing), but content can be deleted:
+# a size confirmed by storage this recently answers a HEAD or GET without
+# asking again, which keeps a pull storm off storage.
 _SIZE_CACHE_ENTRIES = 100_000
+_SIZE_CONFIRMED_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,41 +46,54 @@ class BlobInfo:
 class BlobStore:
     """Reads, links, mounts and unlinks blobs of repositories."""
 
-    def __init__(self, driver: StorageDriver, index: TagIndex, delete_enabled: bool) -> None:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        index: TagIndex,
+        delete_enabled: bool,
+        feed: ChangeFeed | None = None,
+    ) -> None:
         self._driver = driver
         self._index = index
         self._delete_enabled = delete_enabled
-        self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._feed = feed
+        self._sizes: TTLCache[str, int] = TTLCache(
+            maxsize=_SIZE_CACHE_ENTRIES, ttl=_SIZE_CONFIRMED_SECONDS, timer=time.monotonic
+        )
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
-        """The blob `digest` as linked in `name`; `BlobUnknown` if it is not."""
-        await self._index.load(name)
-        if not self._index.has_layer(name, str(digest)):
-            raise BlobUnknown(detail={"digest": str(digest)})
-        size = await self.content_size(digest)
+        """The blob `digest` as linked in `name`; `BlobUnknown` if it is not.
+
+        Both the link and the content were confirmed by storage, the content
+        within the last second. Raises `StorageError` if storage cannot say.
+        """
+        key = str(digest)
+        if not await self._index.find_layer(name, key):
+            raise BlobUnknown(detail={"digest": key})
+        size = self._sizes.get(key)
         if size is None:
-            raise BlobUnknown(detail={"digest": str(digest)})
+            size = await self.content_size(digest)
+        if size is None:
+            raise BlobUnknown(detail={"digest": key})
         return BlobInfo(digest, size)
 
     async def content_size(self, digest: Digest) -> int | None:
-        """The size of the shared content of `digest`, or None if no content is stored."""
-        key = str(digest)
-        size = self._sizes.get(key)
-        if size is not None:
-            self._sizes.move_to_end(key)
-            return size
+        """The size of the shared content of `digest` as storage says now, or None if absent."""
         try:
             info = await self._driver.stat(layout.blob_data(digest))
         except PathNotFound:
+            self._sizes.pop(str(digest), None)
             return None
         self.remember_size(digest, info.size)
         return info.size
 
     def remember_size(self, digest: Digest, size: int) -> None:
-        """Record the size of content just written, sparing a later stat."""
+        """Record the size of content just written or confirmed, sparing a stat for a second."""
         self._sizes[str(digest)] = size
-        if len(self._sizes) > _SIZE_CACHE_ENTRIES:
-            self._sizes.popitem(last=False)
+
+    def forget(self, digest: str) -> None:
+        """Drop what is remembered of the content of `digest` (another process deleted it)."""
+        self._sizes.pop(digest, None)
 
     async def open(
         self, blob: BlobInfo, offset: int = 0, length: int | None = None
@@ -108,17 +131,19 @@ class BlobStore:
         await self._index.load(name)
         await self._driver.put_content(layout.layer_link(name, digest), str(digest).encode())
         self._index.add_layer(name, str(digest))
+        self._publish(Change("layer", name, str(digest)))
 
     async def mount(self, name: str, digest: Digest, source: str) -> BlobInfo | None:
-        """Link blob `digest` from repository `source` into `name`, or None if `source` lacks it."""
-        await self._index.load(source)
-        await self._index.load(name)
-        if not self._index.has_layer(source, str(digest)):
+        """Link blob `digest` from repository `source` into `name`, or None if `source` lacks it.
+
+        The content's existence is confirmed by storage, not a cache.
+        """
+        if not await self._index.find_layer(source, str(digest)):
             return None
         size = await self.content_size(digest)
         if size is None:
             return None
-        if not self._index.has_layer(name, str(digest)):
+        if not await self._index.find_layer(name, str(digest)):
             await self.link(name, digest)
         return BlobInfo(digest, size)
 
@@ -126,10 +151,14 @@ class BlobStore:
         """Unlink blob `digest` from `name`; the shared content stays for garbage collection."""
         if not self._delete_enabled:
             raise Unsupported("deletes are disabled on this registry")
-        await self._index.load(name)
-        if not self._index.has_layer(name, str(digest)):
+        if not await self._index.find_layer(name, str(digest)):
             raise BlobUnknown(detail={"digest": str(digest)})
         # Already gone from storage means the index was behind: catch it up.
         with contextlib.suppress(PathNotFound):
             await self._driver.delete(layout.layer_link(name, digest))
         self._index.remove_layer(name, str(digest))
+        self._publish(Change("layer", name, str(digest)))
+
+    def _publish(self, change: Change) -> None:
+        if self._feed is not None:
+            self._feed.publish(change)

@@ -13,6 +13,16 @@ background (`warm`), and any one at once when a request needs it first
 digest is read from its `current/link` only when its `index/` history holds
 more than one digest; otherwise the single history entry (known from the
 listing alone) is it, which saves one storage read per tag.
+
+Other processes write to the same storage, so what the index lacks is not
+known to be absent: it is a cache whose miss means "ask storage". The
+`find_*` look-ups read storage on a miss (and remember what they find); the
+synchronous queries answer from memory only. A miss by digest always asks
+storage, so a digest pushed through any process is readable through every
+other at once; a missing tag or repository is remembered as absent for
+`negative_ttl` seconds at most. `refresh_*` re-read one entry from storage
+whichever way it went (the change feed calls them), and `reconcile` compares
+every repository with storage.
 """
 
 from __future__ import annotations
@@ -22,7 +32,10 @@ import bisect
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from cachetools import TTLCache
 
 from registry import layout
 from registry.digest import Digest
@@ -43,6 +56,8 @@ class RepositoryIndex:
     tags: dict[str, str] = field(default_factory=dict)
     manifests: set[str] = field(default_factory=set)
     layers: set[str] = field(default_factory=set)
+    #: When each tag was last pointed at its digest (seconds since the epoch).
+    pushed: dict[str, float] = field(default_factory=dict)
     # Sorted views rebuilt lazily: tag listings are frequent, tag writes rarer.
     _sorted_tags: list[str] | None = None
 
@@ -61,17 +76,35 @@ class TagIndex:
     A repository found in storage but not yet loaded is *pending*: it is
     listed by `repositories()`, but anything else about it needs `await
     load(name)` first (asking before is a programming error and raises
-    `RuntimeError`). Queries are synchronous and never fail on a missing
-    repository: callers decide whether absence is an error. Mutators are
-    called only after the corresponding storage write succeeded.
+    `RuntimeError`). Synchronous queries answer from memory and never fail
+    on a missing repository: a miss there means "not known here". Mutators
+    are called only after the corresponding storage write succeeded. An
+    index made without a driver has no storage to ask: it is only what it
+    was told.
     """
 
-    def __init__(self, driver: StorageDriver | None = None) -> None:
+    def __init__(
+        self,
+        driver: StorageDriver | None = None,
+        negative_ttl: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._driver = driver
+        self._clock = clock
         self._repos: dict[str, RepositoryIndex] = {}
         self._pending: set[str] = set()
+        # Pending repositories this index had not heard of until asked.
+        self._probing: set[str] = set()
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._sorted_repos: list[str] | None = None
+        # Bumped by every change to a repository, so that a reconciliation
+        # that read storage meanwhile does not overwrite a newer local write.
+        self._generations: dict[str, int] = {}
+        self._counter = 0
+        # Tags and repositories storage said were absent, briefly.
+        self._absent: TTLCache[tuple[str, ...], bool] = TTLCache(
+            maxsize=100_000, ttl=negative_ttl, timer=time.monotonic
+        )
 
     # -- queries -------------------------------------------------------------
 
@@ -112,6 +145,16 @@ class TagIndex:
         repo = self._get(name)
         return [t for t, d in repo.tags.items() if d == digest] if repo else []
 
+    def pushed_at(self, name: str, tag: str) -> float | None:
+        """When `tag` was last pointed at its digest (seconds since the epoch), or None."""
+        repo = self._get(name)
+        return repo.pushed.get(tag) if repo else None
+
+    def last_push(self, name: str) -> float | None:
+        """When any tag of `name` was last pushed, or None if it has no tags."""
+        repo = self._get(name)
+        return max(repo.pushed.values(), default=None) if repo else None
+
     def counts(self) -> tuple[int, int, int]:
         """(repositories, tags, manifests) held, for logs; pending repositories add no tags."""
         tags = sum(len(r.tags) for r in self._repos.values())
@@ -132,6 +175,7 @@ class TagIndex:
     def remove_layer(self, name: str, digest: str) -> None:
         repo = self._get(name)
         if repo:
+            self._bump(name)
             repo.layers.discard(digest)
             self._drop_if_empty(name, repo)
 
@@ -143,69 +187,65 @@ class TagIndex:
         repo = self._get(name)
         if repo is None:
             return []
+        self._bump(name)
         repo.manifests.discard(digest)
         dropped = [t for t, d in repo.tags.items() if d == digest]
         for tag in dropped:
             del repo.tags[tag]
+            repo.pushed.pop(tag, None)
         if dropped:
             repo._sorted_tags = None
         self._drop_if_empty(name, repo)
         return dropped
 
-    def set_tag(self, name: str, tag: str, digest: str) -> None:
+    def set_tag(self, name: str, tag: str, digest: str, pushed: float | None = None) -> None:
+        """Point `tag` at `digest`; `pushed` is when (now if not given)."""
         repo = self._repo(name)
+        self._absent.pop(("tag", name, tag), None)
         if tag not in repo.tags:
             repo._sorted_tags = None
         repo.tags[tag] = digest
+        repo.pushed[tag] = self._clock() if pushed is None else pushed
 
     def remove_tag(self, name: str, tag: str) -> None:
         repo = self._get(name)
         if repo and repo.tags.pop(tag, None) is not None:
+            self._bump(name)
+            repo.pushed.pop(tag, None)
             repo._sorted_tags = None
             self._drop_if_empty(name, repo)
 
     def _repo(self, name: str) -> RepositoryIndex:
         repo = self._get(name)
+        self._bump(name)
         if repo is None:
             repo = self._repos[name] = RepositoryIndex()
+            self._absent.pop(("repo", name), None)
             self._sorted_repos = None
         return repo
+
+    def _bump(self, name: str) -> None:
+        # One counter for all repositories: a repository dropped and made
+        # again never repeats a generation a reader may hold.
+        self._counter += 1
+        self._generations[name] = self._counter
 
     def _drop_if_empty(self, name: str, repo: RepositoryIndex) -> None:
         if repo.is_empty():
             del self._repos[name]
+            self._generations.pop(name, None)
             self._sorted_repos = None
 
     # -- loading from storage --------------------------------------------------
 
     @classmethod
-    async def discover(cls, driver: StorageDriver) -> TagIndex:
-        """An index of the repositories `driver` holds under Distribution's layout, all pending.
-
-        Repositories are the directories holding `_manifests` or `_layers`,
-        found by listing `repositories/` down level by level, concurrently.
-        """
+    async def discover(
+        cls, driver: StorageDriver, negative_ttl: float = 1.0
+    ) -> TagIndex:
+        """An index of the repositories `driver` holds under Distribution's layout, all pending."""
         started = time.monotonic()
-        index = cls(driver)
-        limit = asyncio.Semaphore(_DISCOVERY_CONCURRENCY)
-        base = len(layout.REPOSITORIES) + 1
-
-        async def visit(directory: str) -> None:
-            async with limit:
-                try:
-                    children = await driver.list(directory)
-                except PathNotFound:
-                    return
-            nested = []
-            for child in children:
-                leaf = child.rpartition("/")[2]
-                if leaf in ("_manifests", "_layers"):
-                    index._pending.add(directory[base:])
-                elif not leaf.startswith("_"):
-                    nested.append(child)
-            await asyncio.gather(*(visit(child) for child in nested))
-
-        await visit(layout.REPOSITORIES)
+        index = cls(driver, negative_ttl)
+        index._pending = await _discover_names(driver)
         log.info(
             "found %d repositories in storage in %.2fs; loading them in the background",
             len(index._pending),
@@ -214,14 +254,22 @@ class TagIndex:
         return index
 
     async def load(self, name: str) -> None:
-        """Make sure what storage holds of pending repository `name` is in the index.
+        """Make sure what storage holds of repository `name` is in the index.
 
-        Returns at once for a loaded (or unknown) repository. Concurrent calls
+        Returns at once for a loaded repository. A pending one, or one this
+        index has not heard of (another process may have created it), is
+        read from storage; an unknown one that storage lacks too is
+        remembered as absent for `negative_ttl` seconds. Concurrent calls
         share one walk; one cancelled caller does not stop it for the others.
-        A storage error leaves the repository pending, to be tried again.
+        A storage error leaves the repository as it was, to be tried again.
         """
-        if name not in self._pending:
+        if name in self._repos or self._driver is None:
             return
+        if name not in self._pending:
+            if ("repo", name) in self._absent:
+                return
+            self._pending.add(name)
+            self._probing.add(name)
         task = self._loading.get(name)
         if task is None:
             task = self._loading[name] = asyncio.create_task(self._load(name))
@@ -259,12 +307,39 @@ class TagIndex:
             task.exception()
 
     async def _load(self, name: str) -> None:
-        assert self._driver is not None, "only a discovered index loads repositories"
+        try:
+            repo = await self.read_repository(name)
+        except BaseException:
+            if name in self._probing:
+                # Unknown before this load: leave it unknown, not pending.
+                self._pending.discard(name)
+            raise
+        finally:
+            self._probing.discard(name)
+        self._pending.discard(name)
+        self._install(name, repo)
+
+    def _install(self, name: str, repo: RepositoryIndex) -> None:
+        self._sorted_repos = None
+        if repo.is_empty():
+            self._repos.pop(name, None)
+            self._generations.pop(name, None)
+            self._absent[("repo", name)] = True
+        else:
+            self._repos[name] = repo
+            self._bump(name)
+
+    async def read_repository(self, name: str) -> RepositoryIndex:
+        """What storage holds of repository `name` now, read afresh (empty if nothing).
+
+        Raises `StorageError` if storage cannot be read.
+        """
+        assert self._driver is not None, "only an index with a driver reads storage"
         driver = self._driver
         repo = RepositoryIndex()
         # tag -> digests of its index/ history, for every tag with a current link
         history: dict[str, list[str]] = {}
-        current: set[str] = set()
+        current: dict[str, float] = {}
         for section in ("_manifests", "_layers"):
             try:
                 async for info in driver.walk(f"{layout.REPOSITORIES}/{name}/{section}"):
@@ -272,7 +347,7 @@ class TagIndex:
                     if entry is None or entry.kind == "upload" or entry.name != name:
                         continue
                     if entry.kind == "tag":
-                        current.add(entry.tag)
+                        current[entry.tag] = info.modified
                         continue
                     digest = _digest_text(entry.algorithm, entry.hex, info.path)
                     if digest is None:
@@ -286,11 +361,164 @@ class TagIndex:
             except PathNotFound:
                 continue
         await _resolve_tags(driver, name, repo, {tag: history.get(tag, []) for tag in current})
-        self._pending.discard(name)
-        if repo.is_empty():
-            self._sorted_repos = None
-        else:
-            self._repos[name] = repo
+        repo.pushed = {tag: current[tag] for tag in repo.tags}
+        return repo
+
+    # -- read-through and refresh ------------------------------------------------
+
+    async def find_tag(self, name: str, tag: str) -> str | None:
+        """The digest `tag` points at in `name`, asking storage on a miss; None if absent.
+
+        Raises `StorageError` if storage cannot be asked.
+        """
+        await self.load(name)
+        digest = self.resolve_tag(name, tag)
+        if digest is not None or self._driver is None or ("tag", name, tag) in self._absent:
+            return digest
+        return await self.refresh_tag(name, tag)
+
+    async def find_manifest(self, name: str, digest: str) -> bool:
+        """Whether `name` holds manifest revision `digest`, asking storage on a miss."""
+        await self.load(name)
+        if self.has_manifest(name, digest) or self._driver is None:
+            return self.has_manifest(name, digest)
+        return await self.refresh_manifest(name, digest)
+
+    async def find_layer(self, name: str, digest: str) -> bool:
+        """Whether blob `digest` is linked into `name`, asking storage on a miss."""
+        await self.load(name)
+        if self.has_layer(name, digest) or self._driver is None:
+            return self.has_layer(name, digest)
+        return await self.refresh_layer(name, digest)
+
+    async def refresh_tag(self, name: str, tag: str) -> str | None:
+        """Re-read `tag` of `name` from storage into the index; return its digest or None."""
+        assert self._driver is not None, "only an index with a driver reads storage"
+        await self.load(name)
+        generation = self._generations.get(name)
+        path = layout.tag_current_link(name, tag)
+        try:
+            info = await self._driver.stat(path)
+            text = (await self._driver.get_content(path)).decode()
+            digest = str(Digest.parse(text.strip()))
+        except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
+            if self._generations.get(name) == generation:
+                self.remove_tag(name, tag)
+                self._absent[("tag", name, tag)] = True
+            return None
+        if self._generations.get(name) == generation:
+            self.set_tag(name, tag, digest, pushed=info.modified)
+        return self.resolve_tag(name, tag)
+
+    async def refresh_manifest(self, name: str, digest: str) -> bool:
+        """Re-read whether manifest revision `digest` is in `name`; update the index so."""
+        path = layout.manifest_revision_link(name, Digest.parse(digest))
+        return await self._refresh_link(name, path, digest, self.add_manifest, self.remove_manifest)
+
+    async def refresh_layer(self, name: str, digest: str) -> bool:
+        """Re-read whether blob `digest` is linked into `name`; update the index so."""
+        path = layout.layer_link(name, Digest.parse(digest))
+        return await self._refresh_link(name, path, digest, self.add_layer, self.remove_layer)
+
+    async def refresh_repository(self, name: str) -> None:
+        """Re-read all of `name` from storage, unless it changed here while being read."""
+        assert self._driver is not None, "only an index with a driver reads storage"
+        await self.load(name)
+        generation = self._generations.get(name)
+        fresh = await self.read_repository(name)
+        if self._generations.get(name) == generation:
+            self._install(name, fresh)
+
+    async def reconcile(self) -> int:
+        """Compare every repository with storage and take what storage says.
+
+        Picks up writes that never reached the change feed (Distribution
+        sharing the storage, files removed by hand). A repository written
+        here while it was being read keeps the newer local state. Returns
+        how many repositories changed. Raises `StorageError` if the
+        repositories cannot be listed; one that cannot be read is skipped
+        with a warning.
+        """
+        assert self._driver is not None, "only an index with a driver reads storage"
+        found = await _discover_names(self._driver)
+        names = found | set(self._repos) | self._pending
+        limit = asyncio.Semaphore(self._driver.bulk_concurrency)
+        changed = 0
+
+        async def one(name: str) -> None:
+            nonlocal changed
+            async with limit:
+                generation = self._generations.get(name)
+                try:
+                    fresh = await self.read_repository(name)
+                except StorageError as e:
+                    log.warning("reconcile: repository %s not read: %s", name, e)
+                    return
+            if self._generations.get(name) != generation or name in self._loading:
+                return
+            old = self._repos.get(name)
+            if name in self._pending or old is None or (old.tags, old.manifests, old.layers) != (
+                fresh.tags,
+                fresh.manifests,
+                fresh.layers,
+            ):
+                if old is not None or not fresh.is_empty():
+                    changed += 1
+                self._pending.discard(name)
+                self._install(name, fresh)
+
+        await asyncio.gather(*(one(name) for name in sorted(names)))
+        return changed
+
+    async def _refresh_link(
+        self,
+        name: str,
+        path: str,
+        digest: str,
+        add: Callable[[str, str], object],
+        remove: Callable[[str, str], object],
+    ) -> bool:
+        """Whether the link at `path` exists; the index takes the answer unless `name`
+        changed here meanwhile (a local write is newer than what was read)."""
+        assert self._driver is not None, "only an index with a driver reads storage"
+        await self.load(name)
+        generation = self._generations.get(name)
+        try:
+            await self._driver.stat(path)
+            present = True
+        except PathNotFound:
+            present = False
+        if self._generations.get(name) == generation:
+            (add if present else remove)(name, digest)
+        return present
+
+
+async def _discover_names(driver: StorageDriver) -> set[str]:
+    """Names of the repositories `driver` holds: directories with `_manifests` or `_layers`.
+
+    Found by listing `repositories/` down level by level, concurrently.
+    """
+    names: set[str] = set()
+    limit = asyncio.Semaphore(_DISCOVERY_CONCURRENCY)
+    base = len(layout.REPOSITORIES) + 1
+
+    async def visit(directory: str) -> None:
+        async with limit:
+            try:
+                children = await driver.list(directory)
+            except PathNotFound:
+                return
+        nested = []
+        for child in children:
+            leaf = child.rpartition("/")[2]
+            if leaf in ("_manifests", "_layers"):
+                names.add(directory[base:])
+            elif not leaf.startswith("_"):
+                nested.append(child)
+        await asyncio.gather(*(visit(child) for child in nested))
+
+    await visit(layout.REPOSITORIES)
+    return names
 
 
 async def _resolve_tags(

@@ -3,7 +3,9 @@
 Manifest bytes are stored exactly as pushed, as a blob under `blobs/`, and
 linked into the repository by a revision link; tags are Distribution's
 `current` and `index` links. Reads are served from the tag index and a bounded
-in-memory cache of manifest bytes, so a pull storm does not reach storage.
+in-memory cache of manifest bytes, so a pull storm does not reach storage; a
+miss in the index asks storage. A push is acknowledged only when every blob
+and child manifest it references is confirmed by storage, not by a cache.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from registry.errors import (
 from registry.manifest import Manifest, detect_media_type, parse_manifest
 from registry.reference import is_tag
 from registry.services.blobs import BlobStore
+from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
 
 log = logging.getLogger(__name__)
@@ -61,12 +64,18 @@ class ManifestStore:
     """Stores, resolves, serves and deletes manifests and tags."""
 
     def __init__(
-        self, driver: StorageDriver, index: TagIndex, blobs: BlobStore, delete_enabled: bool
+        self,
+        driver: StorageDriver,
+        index: TagIndex,
+        blobs: BlobStore,
+        delete_enabled: bool,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self._driver = driver
         self._index = index
         self._blobs = blobs
         self._delete_enabled = delete_enabled
+        self._feed = feed
         self._cache: OrderedDict[str, StoredManifest] = OrderedDict()
         self._cache_size = 0
         # repository -> subject digest -> referrer digest -> descriptor, built
@@ -76,22 +85,21 @@ class ManifestStore:
 
     # -- reads ---------------------------------------------------------------
 
-    def _resolve(self, name: str, reference: str) -> str:
+    async def _resolve(self, name: str, reference: str) -> str:
         """The digest `reference` (a tag or a digest) names in `name`; `ManifestUnknown` if none."""
         if is_tag(reference):
-            digest = self._index.resolve_tag(name, reference)
+            digest = await self._index.find_tag(name, reference)
             if digest is None:
                 raise ManifestUnknown(detail={"tag": reference})
             return digest
         digest = str(Digest.parse(reference))
-        if not self._index.has_manifest(name, digest):
+        if not await self._index.find_manifest(name, digest):
             raise ManifestUnknown(detail={"digest": digest})
         return digest
 
     async def get(self, name: str, reference: str) -> StoredManifest:
         """The manifest `reference` names in `name`; `ManifestUnknown` if none."""
-        await self._index.load(name)
-        digest = self._resolve(name, reference)
+        digest = await self._resolve(name, reference)
         cached = self._cache.get(digest)
         if cached is not None:
             self._cache.move_to_end(digest)
@@ -140,8 +148,10 @@ class ManifestStore:
             await self._driver.put_content(layout.tag_index_link(name, tag, digest), key.encode())
             await self._driver.put_content(layout.tag_current_link(name, tag), key.encode())
         self._index.add_manifest(name, key)
+        self._publish(Change("manifest", name, key))
         if tag is not None:
             self._index.set_tag(name, tag, key)
+            self._publish(Change("tag", name, tag=tag))
         self._remember(StoredManifest(key, manifest.media_type, data))
         subject = manifest.subject
         if subject is not None and name in self._referrers:
@@ -152,38 +162,71 @@ class ManifestStore:
         """Delete a tag, or a manifest by digest together with every tag pointing at it."""
         if not self._delete_enabled:
             raise Unsupported("deletes are disabled on this registry")
-        await self._index.load(name)
         if is_tag(reference):
-            if self._index.resolve_tag(name, reference) is None:
+            if await self._index.find_tag(name, reference) is None:
                 raise ManifestUnknown(detail={"tag": reference})
             await self._delete_tag(name, reference)
-            self._index.remove_tag(name, reference)
             return
-        digest = self._resolve(name, reference)
+        digest = await self._resolve(name, reference)
         for tag in self._index.tags_of(name, digest):
             await self._delete_tag(name, tag)
         # Already gone from storage means the index was behind: catch it up.
         with contextlib.suppress(PathNotFound):
             await self._driver.delete(layout.manifest_revision_dir(name, Digest.parse(digest)))
         self._index.remove_manifest(name, digest)
+        self._publish(Change("manifest", name, digest))
         for subjects in self._referrers.get(name, {}).values():
             subjects.pop(digest, None)
+
+    def forget_referrers(self, name: str) -> None:
+        """Drop the referrers of `name` held here; the next query re-reads them.
+
+        For manifests another process pushed or deleted.
+        """
+        self._referrers.pop(name, None)
 
     async def _delete_tag(self, name: str, tag: str) -> None:
         with contextlib.suppress(PathNotFound):
             await self._driver.delete(layout.tag_dir(name, tag))
+        self._index.remove_tag(name, tag)
+        self._publish(Change("tag", name, tag=tag))
 
     async def _check_references(self, name: str, manifest: Manifest) -> None:
-        for child in manifest.manifests:
-            if not self._index.has_manifest(name, str(child.digest)):
-                raise ManifestBlobUnknown(detail={"digest": str(child.digest)})
-        for blob in manifest.blobs:
-            key = str(blob.digest)
+        """Refuse with `ManifestBlobUnknown` unless every child manifest and blob of
+        `manifest` is in `name` and its content is in storage now (not in a cache:
+        it may have been collected a moment ago)."""
+
+        async def child(digest: Digest) -> None:
+            if not await self._index.find_manifest(name, str(digest)):
+                raise ManifestBlobUnknown(detail={"digest": str(digest)})
+            await stored(digest)
+
+        async def blob(digest: Digest) -> None:
+            key = str(digest)
             # Index entries that are not manifests (BuildKit's cache index) may
             # name blobs or manifests; image layers and configs must be blobs.
-            if self._index.has_layer(name, key) or self._index.has_manifest(name, key):
-                continue
-            raise ManifestBlobUnknown(detail={"digest": key})
+            if not (
+                await self._index.find_layer(name, key)
+                or await self._index.find_manifest(name, key)
+            ):
+                raise ManifestBlobUnknown(detail={"digest": key})
+            await stored(digest)
+
+        async def stored(digest: Digest) -> None:
+            if await self._blobs.content_size(digest) is None:
+                raise ManifestBlobUnknown(detail={"digest": str(digest)})
+
+        checks = [child(c.digest) for c in manifest.manifests]
+        checks += [blob(b.digest) for b in manifest.blobs]
+        # All checks run; the first refusal (in manifest order) is the answer.
+        results = await asyncio.gather(*checks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _publish(self, change: Change) -> None:
+        if self._feed is not None:
+            self._feed.publish(change)
 
     def _remember(self, stored: StoredManifest) -> StoredManifest:
         if stored.digest not in self._cache:

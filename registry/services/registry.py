@@ -2,7 +2,9 @@
 
 `Registry.open` opens the driver and finds the repositories in storage; the
 registry serves from then on, while the tag index loads every repository in
-the background (and any one a request needs first, at once).
+the background (and any one a request needs first, at once), and follows the
+change feed through which the processes sharing the storage tell each other
+what they wrote.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from registry.config import FeedConfig
 from registry.drivers.base import StorageDriver
+from registry.errors import StorageError
 from registry.services.blobs import BlobStore
+from registry.services.feed import ChangeFeed
 from registry.services.index import TagIndex
 from registry.services.manifests import ManifestStore
+from registry.services.sync import IndexSync
 from registry.services.uploads import UploadStore
 
 
@@ -27,32 +33,60 @@ class Registry:
     blobs: BlobStore
     uploads: UploadStore
     manifests: ManifestStore
+    feed: ChangeFeed
+    sync: IndexSync
     delete_enabled: bool
-    warming: asyncio.Task[None]
+    tasks: tuple[asyncio.Task[None], ...]
 
     @classmethod
-    async def open(cls, driver: StorageDriver, delete_enabled: bool = True) -> Registry:
-        """Open `driver`, find its repositories, and return the registry, ready to serve."""
+    async def open(
+        cls,
+        driver: StorageDriver,
+        delete_enabled: bool = True,
+        feed_config: FeedConfig | None = None,
+    ) -> Registry:
+        """Open `driver`, find its repositories, and return the registry, ready to serve.
+
+        Raises `StorageError` if storage cannot be listed; the driver is closed then.
+        """
+        feed_config = feed_config or FeedConfig()
         await driver.open()
         try:
-            index = await TagIndex.discover(driver)
+            # Created before the discovery, so that the feed is read from a
+            # point no later than what the discovery saw.
+            feed = ChangeFeed(driver, retention=feed_config.retention_seconds)
+            negative_ttl = min(1.0, feed_config.interval_seconds)
+            index = await TagIndex.discover(driver, negative_ttl)
         except BaseException:
             await driver.close()
             raise
-        blobs = BlobStore(driver, index, delete_enabled)
+        blobs = BlobStore(driver, index, delete_enabled, feed)
+        manifests = ManifestStore(driver, index, blobs, delete_enabled, feed)
+        sync = IndexSync(index, blobs, manifests, feed, feed_config)
         return cls(
             driver=driver,
             index=index,
             blobs=blobs,
             uploads=UploadStore(driver, blobs),
-            manifests=ManifestStore(driver, index, blobs, delete_enabled),
+            manifests=manifests,
+            feed=feed,
+            sync=sync,
             delete_enabled=delete_enabled,
-            warming=asyncio.create_task(index.warm()),
+            tasks=(asyncio.create_task(index.warm()), asyncio.create_task(sync.run())),
         )
 
+    @property
+    def warming(self) -> asyncio.Task[None]:
+        """The background load of the index; done once every repository is loaded."""
+        return self.tasks[0]
+
     async def close(self) -> None:
-        """Stop loading the index and release the driver's resources."""
-        self.warming.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.warming
+        """Stop the background work, write the feed's pending changes, release the driver."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(StorageError):
+            await self.feed.close()
         await self.driver.close()
