@@ -110,3 +110,15 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Every async test runs on the event loop `cargobay serve` runs on."""
     return {"cargobay": Loop}
+
+
+def same_storage(driver: StorageDriver) -> StorageDriver:
+    """Another driver on the storage `driver` uses, as a second process would open it.
+
+    The in-memory driver's storage is its own memory, so it is shared as is.
+    """
+    if isinstance(driver, FilesystemDriver):
+        return FilesystemDriver(driver.root)
+    if isinstance(driver, S3Driver):
+        return S3Driver(driver.config)
+    return driver

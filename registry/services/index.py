@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cachetools import TTLCache
 
@@ -43,6 +45,8 @@ from registry.drivers.base import StorageDriver
 from registry.errors import DigestInvalid, PathNotFound, StorageError, Unsupported
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Concurrent listings of the start-up discovery, which has the storage to
 # itself: many short listings side by side, where one long chain would crawl.
@@ -97,10 +101,16 @@ class TagIndex:
         self._probing: set[str] = set()
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._sorted_repos: list[str] | None = None
-        # Bumped by every change to a repository, so that a reconciliation
-        # that read storage meanwhile does not overwrite a newer local write.
-        self._generations: dict[str, int] = {}
-        self._counter = 0
+        # Readers of storage in flight, by what they read: ("repo", name), or
+        # (kind, name, key). A change made meanwhile marks them, so that what
+        # they read (older, maybe) does not overwrite it.
+        self._watches: dict[tuple[str, ...], list[_Watch]] = {}
+        # Refreshes of one entry run one after another: a later one must not
+        # be overtaken by an earlier one that read an older value.
+        self._refreshing: dict[tuple[str, ...], asyncio.Lock] = {}
+        # True while a refresh applies what it read (a change from storage,
+        # not a newer local write, as far as refreshes of one entry go).
+        self._from_storage = False
         # Tags and repositories storage said were absent, briefly.
         self._absent: TTLCache[tuple[str, ...], bool] = TTLCache(
             maxsize=100_000, ttl=negative_ttl, timer=time.monotonic
@@ -170,27 +180,30 @@ class TagIndex:
     # -- mutators ------------------------------------------------------------
 
     def add_layer(self, name: str, digest: str) -> None:
+        self._touch(name, ("layer", name, digest))
         self._repo(name).layers.add(digest)
 
     def remove_layer(self, name: str, digest: str) -> None:
+        self._touch(name, ("layer", name, digest))
         repo = self._get(name)
         if repo:
-            self._bump(name)
             repo.layers.discard(digest)
             self._drop_if_empty(name, repo)
 
     def add_manifest(self, name: str, digest: str) -> None:
+        self._touch(name, ("manifest", name, digest))
         self._repo(name).manifests.add(digest)
 
     def remove_manifest(self, name: str, digest: str) -> list[str]:
         """Forget manifest `digest` and every tag pointing at it; return those tags."""
+        self._touch(name, ("manifest", name, digest))
         repo = self._get(name)
         if repo is None:
             return []
-        self._bump(name)
         repo.manifests.discard(digest)
         dropped = [t for t, d in repo.tags.items() if d == digest]
         for tag in dropped:
+            self._touch(name, ("tag", name, tag))
             del repo.tags[tag]
             repo.pushed.pop(tag, None)
         if dropped:
@@ -200,6 +213,7 @@ class TagIndex:
 
     def set_tag(self, name: str, tag: str, digest: str, pushed: float | None = None) -> None:
         """Point `tag` at `digest`; `pushed` is when (now if not given)."""
+        self._touch(name, ("tag", name, tag))
         repo = self._repo(name)
         self._absent.pop(("tag", name, tag), None)
         if tag not in repo.tags:
@@ -208,32 +222,52 @@ class TagIndex:
         repo.pushed[tag] = self._clock() if pushed is None else pushed
 
     def remove_tag(self, name: str, tag: str) -> None:
+        self._touch(name, ("tag", name, tag))
         repo = self._get(name)
         if repo and repo.tags.pop(tag, None) is not None:
-            self._bump(name)
             repo.pushed.pop(tag, None)
             repo._sorted_tags = None
             self._drop_if_empty(name, repo)
 
     def _repo(self, name: str) -> RepositoryIndex:
         repo = self._get(name)
-        self._bump(name)
         if repo is None:
             repo = self._repos[name] = RepositoryIndex()
             self._absent.pop(("repo", name), None)
             self._sorted_repos = None
         return repo
 
-    def _bump(self, name: str) -> None:
-        # One counter for all repositories: a repository dropped and made
-        # again never repeats a generation a reader may hold.
-        self._counter += 1
-        self._generations[name] = self._counter
+    def _touch(self, name: str, entry: tuple[str, ...]) -> None:
+        """Mark the storage readers that what they read may be older than this change."""
+        for watch in self._watches.get(("repo", name), ()):
+            watch.changed = True
+        if not self._from_storage:
+            for watch in self._watches.get(entry, ()):
+                watch.changed = True
+
+    @contextlib.contextmanager
+    def _watch(self, what: tuple[str, ...]) -> Iterator[_Watch]:
+        watch = _Watch()
+        self._watches.setdefault(what, []).append(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches[what]
+            watches.remove(watch)
+            if not watches:
+                del self._watches[what]
+
+    @contextlib.contextmanager
+    def _applying(self) -> Iterator[None]:
+        self._from_storage = True
+        try:
+            yield
+        finally:
+            self._from_storage = False
 
     def _drop_if_empty(self, name: str, repo: RepositoryIndex) -> None:
         if repo.is_empty():
             del self._repos[name]
-            self._generations.pop(name, None)
             self._sorted_repos = None
 
     # -- loading from storage --------------------------------------------------
@@ -323,11 +357,9 @@ class TagIndex:
         self._sorted_repos = None
         if repo.is_empty():
             self._repos.pop(name, None)
-            self._generations.pop(name, None)
             self._absent[("repo", name)] = True
         else:
             self._repos[name] = repo
-            self._bump(name)
 
     async def read_repository(self, name: str) -> RepositoryIndex:
         """What storage holds of repository `name` now, read afresh (empty if nothing).
@@ -394,50 +426,62 @@ class TagIndex:
     async def refresh_tag(self, name: str, tag: str) -> str | None:
         """Re-read `tag` of `name` from storage into the index; return its digest or None."""
         assert self._driver is not None, "only an index with a driver reads storage"
-        await self.load(name)
-        generation = self._generations.get(name)
+        driver = self._driver
         path = layout.tag_current_link(name, tag)
-        try:
-            info = await self._driver.stat(path)
-            text = (await self._driver.get_content(path)).decode()
-            digest = str(Digest.parse(text.strip()))
-        except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
-            if self._generations.get(name) == generation:
-                self.remove_tag(name, tag)
-                self._absent[("tag", name, tag)] = True
-            return None
-        if self._generations.get(name) == generation:
-            self.set_tag(name, tag, digest, pushed=info.modified)
-        return self.resolve_tag(name, tag)
+
+        async def read() -> tuple[str, float] | None:
+            try:
+                info = await driver.stat(path)
+                text = (await driver.get_content(path)).decode()
+                return str(Digest.parse(text.strip())), info.modified
+            except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
+                return None
+
+        key = ("tag", name, tag)
+        found, changed = await self._refresh(name, key, read)
+        if not changed:
+            with self._applying():
+                if found is None:
+                    self.remove_tag(name, tag)
+                    self._absent[key] = True
+                else:
+                    self.set_tag(name, tag, found[0], pushed=found[1])
+        return found[0] if found is not None else None
 
     async def refresh_manifest(self, name: str, digest: str) -> bool:
         """Re-read whether manifest revision `digest` is in `name`; update the index so."""
         path = layout.manifest_revision_link(name, Digest.parse(digest))
-        return await self._refresh_link(name, path, digest, self.add_manifest, self.remove_manifest)
+        present, changed = await self._refresh(name, ("manifest", name, digest), self._exists(path))
+        if not changed:
+            with self._applying():
+                (self.add_manifest if present else self.remove_manifest)(name, digest)
+        return present
 
     async def refresh_layer(self, name: str, digest: str) -> bool:
         """Re-read whether blob `digest` is linked into `name`; update the index so."""
         path = layout.layer_link(name, Digest.parse(digest))
-        return await self._refresh_link(name, path, digest, self.add_layer, self.remove_layer)
+        present, changed = await self._refresh(name, ("layer", name, digest), self._exists(path))
+        if not changed:
+            with self._applying():
+                (self.add_layer if present else self.remove_layer)(name, digest)
+        return present
 
     async def refresh_repository(self, name: str) -> None:
         """Re-read all of `name` from storage, unless it changed here while being read."""
-        assert self._driver is not None, "only an index with a driver reads storage"
         await self.load(name)
-        generation = self._generations.get(name)
-        fresh = await self.read_repository(name)
-        if self._generations.get(name) == generation:
+        with self._watch(("repo", name)) as watch:
+            fresh = await self.read_repository(name)
+        if not watch.changed:
             self._install(name, fresh)
 
     async def reconcile(self) -> int:
         """Compare every repository with storage and take what storage says.
 
         Picks up writes that never reached the change feed (Distribution
-        sharing the storage, files removed by hand). A repository written
-        here while it was being read keeps the newer local state. Returns
-        how many repositories changed. Raises `StorageError` if the
-        repositories cannot be listed; one that cannot be read is skipped
-        with a warning.
+        sharing the storage, files removed by hand). A repository changed
+        here while it was being read keeps the newer state. Returns how many
+        repositories changed. Raises `StorageError` if the repositories
+        cannot be listed; one that cannot be read is skipped with a warning.
         """
         assert self._driver is not None, "only an index with a driver reads storage"
         found = await _discover_names(self._driver)
@@ -448,21 +492,22 @@ class TagIndex:
         async def one(name: str) -> None:
             nonlocal changed
             async with limit:
-                generation = self._generations.get(name)
-                try:
-                    fresh = await self.read_repository(name)
-                except StorageError as e:
-                    log.warning("reconcile: repository %s not read: %s", name, e)
-                    return
-            if self._generations.get(name) != generation or name in self._loading:
+                with self._watch(("repo", name)) as watch:
+                    try:
+                        fresh = await self.read_repository(name)
+                    except StorageError as e:
+                        log.warning("reconcile: repository %s not read: %s", name, e)
+                        return
+            if watch.changed or name in self._loading:
                 return
             old = self._repos.get(name)
-            if name in self._pending or old is None or (old.tags, old.manifests, old.layers) != (
+            same = old is not None and (old.tags, old.manifests, old.layers) == (
                 fresh.tags,
                 fresh.manifests,
                 fresh.layers,
-            ):
-                if old is not None or not fresh.is_empty():
+            )
+            if name in self._pending or not same:
+                if not same and (old is not None or not fresh.is_empty()):
                     changed += 1
                 self._pending.discard(name)
                 self._install(name, fresh)
@@ -470,27 +515,42 @@ class TagIndex:
         await asyncio.gather(*(one(name) for name in sorted(names)))
         return changed
 
-    async def _refresh_link(
-        self,
-        name: str,
-        path: str,
-        digest: str,
-        add: Callable[[str, str], object],
-        remove: Callable[[str, str], object],
-    ) -> bool:
-        """Whether the link at `path` exists; the index takes the answer unless `name`
-        changed here meanwhile (a local write is newer than what was read)."""
-        assert self._driver is not None, "only an index with a driver reads storage"
+    async def _refresh(
+        self, name: str, key: tuple[str, ...], read: Callable[[], Awaitable[T]]
+    ) -> tuple[T, bool]:
+        """Run `read` (a storage read of entry `key` of `name`) after any earlier refresh
+        of the same entry; return what it read and whether a local write changed the
+        entry meanwhile (then the index keeps that newer write)."""
         await self.load(name)
-        generation = self._generations.get(name)
+        lock = self._refreshing.setdefault(key, asyncio.Lock())
         try:
-            await self._driver.stat(path)
-            present = True
-        except PathNotFound:
-            present = False
-        if self._generations.get(name) == generation:
-            (add if present else remove)(name, digest)
-        return present
+            async with lock:
+                with self._watch(key) as watch:
+                    result = await read()
+                return result, watch.changed
+        finally:
+            if not lock.locked() and self._refreshing.get(key) is lock:
+                del self._refreshing[key]
+
+    def _exists(self, path: str) -> Callable[[], Awaitable[bool]]:
+        assert self._driver is not None, "only an index with a driver reads storage"
+        driver = self._driver
+
+        async def stat() -> bool:
+            try:
+                await driver.stat(path)
+            except PathNotFound:
+                return False
+            return True
+
+        return stat
+
+
+@dataclass(slots=True)
+class _Watch:
+    """A storage read in flight; `changed` is set by a change made meanwhile."""
+
+    changed: bool = False
 
 
 async def _discover_names(driver: StorageDriver) -> set[str]:

@@ -249,3 +249,92 @@ class TestServicesOnPendingRepositories:
             await registry.close()
             await driver.open()  # the fixture closes it again
         assert registry.warming.done()
+
+
+class TestReadThrough:
+    """A miss in the index asks storage: another process may have written it."""
+
+    async def test_a_tag_written_by_another_process_is_found_on_a_miss(
+        self, driver: StorageDriver
+    ) -> None:
+        index = await rebuild(driver)
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        assert await index.find_tag("lib/app", "v1") == str(digest(1))
+        assert index.tags("lib/app") == ["v1"]
+
+    async def test_a_missing_tag_is_remembered_as_absent_only_briefly(
+        self, driver: StorageDriver
+    ) -> None:
+        index = TagIndex(driver, negative_ttl=0.2)
+        await write_tag(driver, "lib/app", "v0", digest(0))
+        assert await index.find_tag("lib/app", "v1") is None
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        assert await index.find_tag("lib/app", "v1") is None  # still remembered as absent
+        await asyncio.sleep(0.3)
+        assert await index.find_tag("lib/app", "v1") == str(digest(1))
+
+    async def test_a_manifest_or_layer_by_digest_is_never_remembered_as_absent(
+        self, driver: StorageDriver
+    ) -> None:
+        index = await rebuild(driver)
+        assert not await index.find_manifest("lib/app", str(digest(2)))
+        assert not await index.find_layer("lib/app", str(digest(3)))
+        await driver.put_content(
+            layout.manifest_revision_link("lib/app", digest(2)), str(digest(2)).encode()
+        )
+        await driver.put_content(layout.layer_link("lib/app", digest(3)), str(digest(3)).encode())
+        assert await index.find_manifest("lib/app", str(digest(2)))
+        assert await index.find_layer("lib/app", str(digest(3)))
+
+    async def test_a_repository_created_by_another_process_is_loaded_on_first_use(
+        self, driver: StorageDriver
+    ) -> None:
+        index = await rebuild(driver)
+        await write_tag(driver, "new/repo", "v1", digest(1))
+        await index.load("new/repo")
+        assert index.tags("new/repo") == ["v1"]
+        assert "new/repo" in index.repositories()
+
+
+class TestRefresh:
+    async def test_a_refresh_follows_a_tag_moved_or_deleted_in_storage(
+        self, driver: StorageDriver
+    ) -> None:
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        index = await rebuild(driver)
+        await write_tag(driver, "lib/app", "v1", digest(1), digest(2))
+        assert await index.refresh_tag("lib/app", "v1") == str(digest(2))
+        assert index.resolve_tag("lib/app", "v1") == str(digest(2))
+        await driver.delete(layout.tag_dir("lib/app", "v1"))
+        assert await index.refresh_tag("lib/app", "v1") is None
+        assert index.resolve_tag("lib/app", "v1") is None
+
+    async def test_a_local_write_during_a_refresh_is_not_overwritten_by_what_it_read(
+        self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        index = await rebuild(driver)
+        get_content = driver.get_content
+
+        async def slow_get(path: str) -> bytes:
+            data = await get_content(path)  # reads the old digest...
+            index.set_tag("lib/app", "v1", str(digest(9)))  # ...while a push moves the tag
+            return data
+
+        monkeypatch.setattr(driver, "get_content", slow_get)
+        await index.refresh_tag("lib/app", "v1")
+        assert index.resolve_tag("lib/app", "v1") == str(digest(9))
+
+    async def test_reconcile_takes_what_storage_says_of_every_repository(
+        self, driver: StorageDriver
+    ) -> None:
+        await write_tag(driver, "lib/app", "v1", digest(1))
+        await write_tag(driver, "gone", "v1", digest(1))
+        index = await rebuild(driver)
+        await write_tag(driver, "lib/app", "v2", digest(2))
+        await write_tag(driver, "added", "v1", digest(3))
+        await driver.delete(layout.repository("gone"))
+        assert await index.reconcile() == 3
+        assert index.repositories() == ["added", "lib/app"]
+        assert index.tags("lib/app") == ["v1", "v2"]
+        assert await index.reconcile() == 0
