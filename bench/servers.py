@@ -158,10 +158,14 @@ class S3Target:
 
 def cargobay(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
-    redirect: bool = False, extra_env: dict[str, str] | None = None,
+    redirect: bool = False, extra_env: dict[str, str] | None = None, workers: int = 1,
 ) -> Process:
-    """Cargobay on `root` (filesystem) or `s3`, logging errors only, no access log."""
-    lines = ["[http]", f'addr = "127.0.0.1:{port}"', "[storage]"]
+    """Cargobay on `root` (filesystem) or `s3`, logging errors only, no access log.
+
+    `workers` processes serve the port (`--workers`); the bench measures one
+    unless a phase asks for more.
+    """
+    lines = ["[http]", f'addr = "127.0.0.1:{port}"', f"workers = {workers}", "[storage]"]
     if s3 is None:
         assert root is not None
         lines += ['driver = "filesystem"', "[storage.filesystem]", f'root = "{root}"']

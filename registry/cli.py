@@ -1,12 +1,16 @@
-"""The `cargobay` command: `cargobay serve [--config FILE]`."""
+"""The `cargobay` command: `cargobay serve [--config FILE] [--workers N]`, `check-config`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
+import os
+import socket
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -15,6 +19,7 @@ from registry.app import create_app
 from registry.auth import server_options
 from registry.config import Config, ConfigError, load_config
 from registry.tls import reloader, server_context
+from registry.workers import run_master, worker_count
 
 log = logging.getLogger("registry")
 
@@ -26,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the registry API")
     serve.add_argument("--config", help="TOML configuration file (default: built-in defaults)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving the socket (default: http.workers; 0 = one per CPU core)",
+    )
     check = commands.add_parser("check-config", help="validate the configuration and print it")
     check.add_argument("--config", help="TOML configuration file")
     args = parser.parse_args(argv)
@@ -37,15 +47,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(config)
         return 0
-    return serve_forever(config)
+    if args.workers is not None and args.workers < 0:
+        print("cargobay: --workers must be 0 (one per CPU core) or more", file=sys.stderr)
+        return 2
+    count = worker_count(config, args.workers)
+    if count == 1:
+        return serve_forever(config)
+    _configure_logging(config)
+    try:  # what the workers would each refuse (htpasswd, keys), refused once here
+        create_app(config)
+    except ConfigError as e:
+        print(f"cargobay: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run_master(args.config, count, config)
+    except OSError as e:
+        print(f"cargobay: cannot listen on {config.http.addr}: {e.strerror}", file=sys.stderr)
+        return 1
 
 
-def serve_forever(config: Config) -> int:
-    """Run the registry until SIGINT/SIGTERM."""
+def _configure_logging(config: Config) -> None:
     logging.basicConfig(
         level=config.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
     )
+
+
+def serve_forever(
+    config: Config, sock: socket.socket | None = None, lifeline: int | None = None
+) -> int:
+    """Run the registry until SIGINT/SIGTERM, on `sock` if given (a worker), else on
+    `config.http.addr`. A worker exits at once when `lifeline` (a pipe's read end)
+    closes: its master is gone."""
+    _configure_logging(config)
     tls = config.http.tls
     try:  # files the configuration names (htpasswd, keys, certificate) are read here
         app = create_app(config)
@@ -56,6 +90,8 @@ def serve_forever(config: Config) -> int:
     _install_uvloop()
     if ssl_context is not None:
         app.cleanup_ctx.append(reloader(ssl_context, tls))
+    if lifeline is not None:
+        app.on_startup.append(functools.partial(_watch_lifeline, lifeline))
     if config.auth.mode == "none" and not _is_loopback(config.http.host):
         log.warning(
             "auth.mode is 'none' on %s: anyone who can reach it can push and delete",
@@ -69,10 +105,12 @@ def serve_forever(config: Config) -> int:
         config.storage.driver,
         config.auth.mode,
     )
+    address: dict[str, Any] = (
+        {"sock": sock} if sock is not None else {"host": config.http.host, "port": config.http.port}
+    )
     web.run_app(
         app,
-        host=config.http.host,
-        port=config.http.port,
+        **address,
         ssl_context=ssl_context,
         print=None,
         access_log=logging.getLogger("registry.access") if config.log.access_log else None,
@@ -80,6 +118,14 @@ def serve_forever(config: Config) -> int:
         **server_options(config.limits),
     )
     return 0
+
+
+async def _watch_lifeline(fd: int, app: web.Application) -> None:
+    def master_gone() -> None:
+        log.error("the master process is gone; this worker stops")
+        os._exit(1)
+
+    asyncio.get_running_loop().add_reader(fd, master_gone)
 
 
 def _is_loopback(host: str) -> bool:

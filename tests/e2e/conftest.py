@@ -65,11 +65,15 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     `extra_config` is TOML appended to the generated file: any section but
     `[http]`, `[storage]`, `[storage.filesystem]`, `[storage.s3]` and `[log]` (e.g.
     `[auth]`). With `s3`, storage is that bucket and prefix (`root` is then unused).
+    `workers` is `cargobay serve --workers`: one process unless a test asks for more.
     """
     executable = require_executable(CARGOBAY, "cargobay (pip install -e . in the venv)")
 
     def make(
-        root: Path | None = None, extra_config: str = "", s3: S3Config | None = None
+        root: Path | None = None,
+        extra_config: str = "",
+        s3: S3Config | None = None,
+        workers: int = 1,
     ) -> ServerProcess:
         workdir = tmp_path_factory.mktemp("cargobay")
         root = root if root is not None else workdir / "root"
@@ -87,7 +91,7 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
             )
             storage = f'driver = "s3"\n[storage.s3]\n{fields}'
         config.write_text(
-            f'[http]\naddr = "127.0.0.1:{port}"\n'
+            f'[http]\naddr = "127.0.0.1:{port}"\nworkers = {workers}\n'
             f"[storage]\ndelete = true\n{storage}"
             f'[log]\nlevel = "info"\naccess_log = true\n' + extra_config
         )
