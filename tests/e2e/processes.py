@@ -295,3 +295,69 @@ class Skopeo:
 
     def delete(self, reference: str) -> None:
         self.run("delete", "--tls-verify=false", reference)
+
+
+@dataclass
+class HAProxy:
+    """HAProxy balancing round-robin over `backends` (`127.0.0.1:PORT`) on 127.0.0.1:`port`.
+
+    A backend is checked every 200 ms with `GET /v2/`, so one that stops is
+    taken out of rotation within a second and put back once it answers.
+    `stop()` ends it by its PID.
+    """
+
+    backends: Sequence[str]
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self) -> HAProxy:
+        executable = require_executable("haproxy", "HAProxy (apt-get install haproxy)")
+        config = self.workdir / "haproxy.cfg"
+        servers = "".join(
+            f"    server r{n} {backend} check inter 200ms fall 1 rise 1\n"
+            for n, backend in enumerate(self.backends)
+        )
+        config.write_text(
+            "global\n    maxconn 1000\n"
+            "defaults\n    mode http\n    timeout connect 5s\n"
+            "    timeout client 300s\n    timeout server 300s\n"
+            f"frontend registry\n    bind 127.0.0.1:{self.port}\n    default_backend replicas\n"
+            "backend replicas\n    balance roundrobin\n    option httpchk GET /v2/\n"
+            "    retry-on conn-failure\n    retries 3\n    option redispatch\n" + servers
+        )
+        log = (self.workdir / "haproxy.log").open("ab")
+        self.process = subprocess.Popen(
+            [executable, "-f", str(config), "-db"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.HTTPError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"HAProxy did not serve within {READY_TIMEOUT}s", pytrace=False)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -149,6 +149,8 @@ class Podman:
             f"runroot = {json.dumps(str(self.runroot))}\n"
         )
         (self.home / "registries.conf").write_text("unqualified-search-registries = []\n")
+        # podman reads the auth file before any login, and fails if there is none.
+        (self.home / "auth.json").write_text('{"auths": {}}')
         self.env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.home),
