@@ -6,16 +6,20 @@ error code and the HTTP status it answers with; the error middleware in
 
     RegistryError                       code                  status
     ├── BlobUnknown                     BLOB_UNKNOWN          404
+    ├── BlobRangeNotSatisfiable         RANGE_NOT_SATISFIABLE 416
     ├── BlobUploadInvalid               BLOB_UPLOAD_INVALID   400
     │   └── RangeNotSatisfiable         BLOB_UPLOAD_INVALID   416
     ├── BlobUploadUnknown               BLOB_UPLOAD_UNKNOWN   404
     ├── DigestInvalid                   DIGEST_INVALID        400
     ├── ManifestBlobUnknown             MANIFEST_BLOB_UNKNOWN 400
     ├── ManifestInvalid                 MANIFEST_INVALID      400
+    │   └── ManifestUnverified          MANIFEST_UNVERIFIED   400
     ├── ManifestUnknown                 MANIFEST_UNKNOWN      404
     ├── NameInvalid                     NAME_INVALID          400
     ├── NameUnknown                     NAME_UNKNOWN          404
     ├── SizeInvalid                     SIZE_INVALID          400
+    │   └── ChunkSizeInvalid            SIZE_INVALID          400
+    ├── TagInvalid                      TAG_INVALID           400
     ├── PaginationInvalid               PAGINATION_NUMBER_INVALID 400
     ├── Unauthorized                    UNAUTHORIZED          401
     ├── Denied                          DENIED                403
@@ -23,6 +27,7 @@ error code and the HTTP status it answers with; the error middleware in
     ├── PayloadTooLarge                 SIZE_INVALID          413
     ├── TooManyRequests                 TOOMANYREQUESTS       429
     ├── ClientGone                      BLOB_UPLOAD_INVALID   400
+    ├── BodyTimeout                     REQUEST_TIMEOUT       408
     └── StorageError                    UNAVAILABLE           503
         ├── PathNotFound
         ├── InvalidPath
@@ -79,13 +84,10 @@ class BlobUploadInvalid(RegistryError):
     default_message = "blob upload invalid"
 
 
-class RangeNotSatisfiable(BlobUploadInvalid):
-    """A chunk that does not start where the upload ends, or a Range outside a blob.
+class BlobRangeNotSatisfiable(RegistryError):
+    """A blob `GET` whose `Range` lies outside the blob of `size` bytes (RFC 9110 15.5.17)."""
 
-    `size` is the current size of the upload or blob, so the response can say
-    where the next chunk must start.
-    """
-
+    code = "RANGE_NOT_SATISFIABLE"
     status = 416
     default_message = "requested range not satisfiable"
 
@@ -94,7 +96,30 @@ class RangeNotSatisfiable(BlobUploadInvalid):
         self.size = size
 
     def response_headers(self) -> dict[str, str]:
-        return {"Range": f"0-{max(self.size - 1, 0)}"}
+        return {"Content-Range": f"bytes */{self.size}"}
+
+
+class RangeNotSatisfiable(BlobUploadInvalid):
+    """A chunk that does not start where the upload ends.
+
+    `size` is the current size of the upload, so the response can say where
+    the next chunk must start; `location`, set by the handler, is where the
+    session goes on.
+    """
+
+    status = 416
+    default_message = "requested range not satisfiable"
+
+    def __init__(self, message: str | None = None, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+        self.location: str | None = None
+
+    def response_headers(self) -> dict[str, str]:
+        headers = {"Range": f"0-{max(self.size - 1, 0)}"}
+        if self.location is not None:
+            headers["Location"] = self.location
+        return headers
 
 
 class BlobUploadUnknown(RegistryError):
@@ -127,6 +152,14 @@ class ManifestUnknown(RegistryError):
     default_message = "manifest unknown to registry"
 
 
+class ManifestUnverified(ManifestInvalid):
+    """A signed manifest whose signature does not hold for its content."""
+
+    code = "MANIFEST_UNVERIFIED"
+    status = 400
+    default_message = "manifest failed signature verification"
+
+
 class NameInvalid(RegistryError):
     code = "NAME_INVALID"
     status = 400
@@ -143,6 +176,26 @@ class SizeInvalid(RegistryError):
     code = "SIZE_INVALID"
     status = 400
     default_message = "provided length did not match content length"
+
+
+class ChunkSizeInvalid(SizeInvalid):
+    """A chunk whose body length disagrees with its `Content-Range`; nothing of it was kept.
+
+    `size` is the session's unchanged size, answered as its `Range`.
+    """
+
+    def __init__(self, message: str | None = None, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Range": f"0-{max(self.size - 1, 0)}"}
+
+
+class TagInvalid(RegistryError):
+    code = "TAG_INVALID"
+    status = 400
+    default_message = "manifest tag did not match URI"
 
 
 class PaginationInvalid(RegistryError):
@@ -209,6 +262,18 @@ class ClientGone(RegistryError):
     code = "BLOB_UPLOAD_INVALID"
     status = 400
     default_message = "connection closed before the request body was complete"
+
+
+class BodyTimeout(RegistryError):
+    """No byte of the request body arrived for `limits.body_idle_timeout_seconds`.
+
+    What was received before is kept where the request appends to an upload
+    session, so the client can resume from the session's `Range`.
+    """
+
+    code = "REQUEST_TIMEOUT"
+    status = 408
+    default_message = "the request body stalled"
 
 
 class StorageError(RegistryError):

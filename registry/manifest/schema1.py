@@ -7,10 +7,10 @@ protected header: `data[:formatLength] + base64url_decode(formatTail)`.
 The references are read from that payload, which is what Docker pulls and
 verifies, not from the bytes around it.
 
-Signatures are checked for structure only (protected header, algorithm, a
-`jwk` or `x5c` key, a base64url signature), not cryptographically: there is no
-maintained Python implementation of libtrust, and the keys are self-signed
-anyway, which Distribution 2.8 accepts in a trust-on-first-use spirit.
+Every signature is verified against the key in its own header (`jws`), as
+Distribution 2.8 does: a signature that does not hold is `ManifestUnverified`.
+The keys are self-signed, which Distribution accepts in a trust-on-first-use
+spirit, and so do we.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from registry.errors import ManifestInvalid
 from registry.manifest.descriptor import Descriptor, Manifest, parse_digest, unique
+from registry.manifest.jws import verify_signature
 from registry.manifest.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_LAYER, DOCKER_SCHEMA1_SIGNED
 from registry.manifest.validation import compile_schema, load_object
 
@@ -123,7 +124,8 @@ def parse_signed(document: dict[str, Any], data: bytes) -> Manifest:
     """Check a signed schema1 manifest (`document` decoded from `data`); raise `ManifestInvalid`.
 
     The result's `canonical` is the JWS payload, whose digest is the manifest's.
-    Every signature must describe the same payload, as libtrust requires.
+    Every signature must describe the same payload, as libtrust requires, and
+    hold for it: else `ManifestUnverified` (a `ManifestInvalid`).
     """
     _check_signatures(document)
     formats = {
@@ -136,9 +138,13 @@ def parse_signed(document: dict[str, Any], data: bytes) -> Manifest:
     if length > len(data):
         raise ManifestInvalid("schema1 signature's formatLength is past the end of the manifest")
     canonical = data[:length] + tail
+    blobs = _layers(load_object(canonical, "signed payload"))
+    # Checked last: a malformed manifest is told so before any costly signature check.
+    for i, signature in enumerate(document["signatures"]):
+        verify_signature(signature, canonical, f"signatures[{i}]")
     return Manifest(
         media_type=DOCKER_SCHEMA1_SIGNED,
-        blobs=_layers(load_object(canonical, "signed payload")),
+        blobs=blobs,
         manifests=(),
         subject=None,
         artifact_type=None,

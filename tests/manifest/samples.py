@@ -12,12 +12,16 @@ valid body; pass the refs of blobs you pushed to make one a registry accepts.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 Ref = tuple[str, int]
 
@@ -255,20 +259,69 @@ def docker_schema1_manifest(
     )
 
 
-_LIBTRUST_JWK = {
-    "crv": "P-256",
-    "kid": "OD6I:6DRK:JXEJ:KBM4:255X:NSAA:MUSF:E4VM:ZI6W:CUN2:L4Z6:LSF4",
-    "kty": "EC",
-    "x": "3gAwX48IQ5oaYQAYSxor6rYYc_6yjuLCjtQ9LUakg4A",
-    "y": "t72ge6kIA1XOjqjVoEOiPPAURltJFBMGDSQvEGVB010",
-}
+#: The curve of each ECDSA algorithm of libtrust; RS* keys are RSA.
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-def sign_schema1(payload: bytes, *, signers: int = 1) -> bytes:
-    """`payload` signed as libtrust's `PrettySignature` does, by `signers` made-up keys.
+def schema1_key(algorithm: str = "ES256", signer: int = 0) -> SigningKey:
+    """A private key for `algorithm`, one per `signer` (made once per test session)."""
+    return _new_key(algorithm, signer)
+
+
+@functools.cache
+def _new_key(algorithm: str, signer: int) -> SigningKey:
+    if algorithm in _CURVES:
+        return ec.generate_private_key(_CURVES[algorithm]())
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def schema1_jwk(key: SigningKey) -> dict[str, str]:
+    """The public half of `key` as the JWK libtrust puts in a signature header."""
+    public = key.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        numbers = public.public_numbers()
+        size = (public.curve.key_size + 7) // 8
+        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        return {
+            "crv": crv[public.curve.name],
+            "kty": "EC",
+            "x": _b64url(numbers.x.to_bytes(size, "big")),
+            "y": _b64url(numbers.y.to_bytes(size, "big")),
+        }
+    assert isinstance(public, rsa.RSAPublicKey)
+    rsa_numbers = public.public_numbers()
+    return {
+        "kty": "RSA",
+        "n": _b64url(rsa_numbers.n.to_bytes((rsa_numbers.n.bit_length() + 7) // 8, "big")),
+        "e": _b64url(rsa_numbers.e.to_bytes(3, "big")),
+    }
+
+
+def jws_sign(key: SigningKey, algorithm: str, signed: bytes) -> bytes:
+    """The JWS signature of `signed`: raw `r || s` for ECDSA, PKCS #1 v1.5 for RSA."""
+    hash_algorithm = _HASHES[algorithm[2:]]()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(signed, ec.ECDSA(hash_algorithm)))
+        size = (key.curve.key_size + 7) // 8
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    return key.sign(signed, padding.PKCS1v15(), hash_algorithm)
+
+
+def sign_schema1(
+    payload: bytes,
+    *,
+    signers: int = 1,
+    algorithm: str = "ES256",
+    header: Mapping[str, Any] | None = None,
+) -> bytes:
+    """`payload` signed as libtrust's `PrettySignature` does, by `signers` keys of `algorithm`.
 
     The result's canonical payload (what its digest is computed over) is
-    exactly `payload`. The signatures are well-formed but not valid ECDSA.
+    exactly `payload`, and every signature is valid. `header` replaces the
+    default header (`alg` and the key's `jwk`), e.g. with an `x5c` chain.
     """
     stripped = payload.rstrip()
     if not stripped.endswith(b"}"):
@@ -279,21 +332,20 @@ def sign_schema1(payload: bytes, *, signers: int = 1) -> bytes:
         "formatTail": _b64url(payload[format_length:]),
         "time": "2016-06-15T21:49:48Z",
     }
-    signatures = [
-        {
-            "header": {"jwk": {**_LIBTRUST_JWK, "x": _key_coordinate(i)}, "alg": "ES256"},
-            "signature": _b64url(hashlib.sha512(payload + bytes([i])).digest()),
-            "protected": _b64url(json.dumps(protected, separators=(",", ":")).encode()),
-        }
-        for i in range(signers)
-    ]
+    encoded = _b64url(json.dumps(protected, separators=(",", ":")).encode())
+    signed = f"{encoded}.{_b64url(payload)}".encode()
+    signatures = []
+    for i in range(signers):
+        key = schema1_key(algorithm, i)
+        signatures.append(
+            {
+                "header": dict(header or {"jwk": schema1_jwk(key), "alg": algorithm}),
+                "signature": _b64url(jws_sign(key, algorithm, signed)),
+                "protected": encoded,
+            }
+        )
     block = json.dumps(signatures, indent=3).replace("\n", "\n   ")
     return payload[:format_length] + b',\n   "signatures": ' + block.encode() + b"\n}"
-
-
-def _key_coordinate(signer: int) -> str:
-    # Tells the made-up keys apart; a real P-256 coordinate is 32 bytes too.
-    return _b64url(hashlib.sha256(f"signer {signer}".encode()).digest())
 
 
 def _b64url(data: bytes) -> str:

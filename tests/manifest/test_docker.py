@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 
 import orjson
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from registry.digest import Digest
-from registry.errors import ManifestInvalid
+from registry.errors import ManifestInvalid, ManifestUnverified
 from registry.manifest import detect_media_type, parse_manifest
 from tests.manifest.samples import (
     CONFIG,
@@ -20,10 +25,13 @@ from tests.manifest.samples import (
     DOCKER_SCHEMA1_SIGNED,
     DOCKER_SCHEMA2,
     LAYERS,
+    SigningKey,
     docker_manifest_list,
     docker_manifest_v2,
     docker_schema1_manifest,
     ref,
+    schema1_jwk,
+    schema1_key,
     sign_schema1,
 )
 
@@ -143,6 +151,96 @@ class TestDockerSchema1Unsigned:
             parse_manifest(orjson.dumps(body), DOCKER_SCHEMA1)
 
 
+def self_signed_certificate(key: SigningKey) -> bytes:
+    """A DER certificate of `key`'s public key, signed by itself, as libtrust's x5c chains hold."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "schema1 signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+class TestDockerSchema1Signatures:
+    """Every signature is checked against the key in its header, as Distribution does."""
+
+    @pytest.mark.parametrize("algorithm", ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512"])
+    def test_valid_signature_of_each_libtrust_algorithm_is_accepted(self, algorithm: str) -> None:
+        payload = docker_schema1_manifest()
+        manifest = parse_manifest(sign_schema1(payload, algorithm=algorithm), DOCKER_SCHEMA1_SIGNED)
+        assert manifest.canonical == payload
+
+    @pytest.mark.parametrize("algorithm", ["ES256", "RS512"])
+    def test_signature_of_another_payload_is_manifest_unverified(self, algorithm: str) -> None:
+        signed = sign_schema1(docker_schema1_manifest(), algorithm=algorithm)
+        other = sign_schema1(docker_schema1_manifest(name="other/app"), algorithm=algorithm)
+        forged = edit_signature(signed, signature=json.loads(other)["signatures"][0]["signature"])
+        with pytest.raises(ManifestUnverified):
+            parse_manifest(forged, DOCKER_SCHEMA1_SIGNED)
+
+    def test_payload_edited_after_signing_is_manifest_unverified(self) -> None:
+        signed = sign_schema1(docker_schema1_manifest(name="library/app"))
+        edited = signed.replace(b'"library/app"', b'"library/apq"', 1)
+        with pytest.raises(ManifestUnverified):
+            parse_manifest(edited, DOCKER_SCHEMA1_SIGNED)
+
+    def test_made_up_signature_and_key_is_manifest_unverified(self) -> None:
+        """What was accepted before: a well-formed signature by a key nobody holds."""
+        signed = sign_schema1(docker_schema1_manifest())
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        forged = edit_signature(signed, header={"jwk": schema1_jwk(other_key), "alg": "ES256"})
+        with pytest.raises(ManifestUnverified, match="does not match"):
+            parse_manifest(forged, DOCKER_SCHEMA1_SIGNED)
+
+    def test_one_bad_signature_among_good_ones_is_manifest_unverified(self) -> None:
+        signed = json.loads(sign_schema1(docker_schema1_manifest(), signers=2))
+        signed["signatures"][1]["signature"] = signed["signatures"][0]["signature"]
+        with pytest.raises(ManifestUnverified, match=r"signatures\[1\]"):
+            parse_manifest(json.dumps(signed, indent=3).encode(), DOCKER_SCHEMA1_SIGNED)
+
+    @pytest.mark.parametrize(
+        ("alg", "key"),
+        [("ES384", "ES256"), ("RS256", "ES256"), ("ES256", "RS256"), ("HS256", "ES256")],
+    )
+    def test_algorithm_not_matching_the_key_is_manifest_unverified(
+        self, alg: str, key: str
+    ) -> None:
+        signed = sign_schema1(docker_schema1_manifest(), algorithm=key)
+        header = {"jwk": schema1_jwk(schema1_key(key)), "alg": alg}
+        with pytest.raises(ManifestUnverified):
+            parse_manifest(edit_signature(signed, header=header), DOCKER_SCHEMA1_SIGNED)
+
+    @pytest.mark.parametrize(
+        "jwk",
+        [
+            {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"},  # not on the curve
+            {"kty": "EC", "crv": "P-999", "x": "AAAA", "y": "AAAA"},
+            {"kty": "EC", "crv": "P-256"},
+            {"kty": "oct", "k": "c2VjcmV0"},
+            {"kty": "RSA", "n": "!!", "e": "AQAB"},
+        ],
+    )
+    def test_unusable_key_is_manifest_unverified(self, jwk: dict[str, str]) -> None:
+        signed = sign_schema1(docker_schema1_manifest())
+        with pytest.raises(ManifestUnverified):
+            parse_manifest(
+                edit_signature(signed, header={"jwk": jwk, "alg": "ES256"}), DOCKER_SCHEMA1_SIGNED
+            )
+
+    def test_unusable_certificate_chain_is_manifest_unverified(self) -> None:
+        signed = sign_schema1(docker_schema1_manifest())
+        header = {"alg": "RS256", "x5c": ["MIIBdzCCAR2gAwIBAgIB"]}
+        with pytest.raises(ManifestUnverified):
+            parse_manifest(edit_signature(signed, header=header), DOCKER_SCHEMA1_SIGNED)
+
+
 class TestDockerSchema1Signed:
     def test_signed_schema1_is_identified_by_its_canonical_payload(self) -> None:
         payload = docker_schema1_manifest()
@@ -192,8 +290,10 @@ class TestDockerSchema1Signed:
             parse_manifest(edit_signature(signed, header={"alg": "ES256"}), DOCKER_SCHEMA1_SIGNED)
 
     def test_signature_with_certificate_chain_instead_of_jwk_is_accepted(self) -> None:
-        signed = sign_schema1(docker_schema1_manifest())
-        body = edit_signature(signed, header={"alg": "RS256", "x5c": ["MIIBdzCCAR2gAwIBAgIB"]})
+        chain = [base64.b64encode(self_signed_certificate(schema1_key("RS256"))).decode()]
+        body = sign_schema1(
+            docker_schema1_manifest(), algorithm="RS256", header={"alg": "RS256", "x5c": chain}
+        )
         assert parse_manifest(body, DOCKER_SCHEMA1_SIGNED).canonical is not None
 
     @pytest.mark.parametrize("field", ["signature", "protected"])
