@@ -10,7 +10,7 @@ from aiohttp import web
 
 from registry.api.context import registry_of, repository_name
 from registry.digest import Digest
-from registry.errors import RangeNotSatisfiable, StorageError
+from registry.errors import BlobRangeNotSatisfiable, StorageError
 
 _OCTET_STREAM = "application/octet-stream"
 
@@ -100,7 +100,7 @@ def _requested_range(request: web.Request, size: int) -> tuple[int, int]:
     try:
         wanted = request.http_range
     except ValueError as e:
-        raise RangeNotSatisfiable(f"malformed Range header: {e}", size=size) from e
+        raise BlobRangeNotSatisfiable(f"malformed Range header: {e}", size=size) from e
     start, stop = wanted.start, wanted.stop
     if start is None:
         return 0, size
@@ -109,7 +109,9 @@ def _requested_range(request: web.Request, size: int) -> tuple[int, int]:
         stop = size
     stop = size if stop is None else min(stop, size)
     if start >= size or stop <= start:
-        raise RangeNotSatisfiable(f"range not satisfiable for a blob of {size} bytes", size=size)
+        raise BlobRangeNotSatisfiable(
+            f"range not satisfiable for a blob of {size} bytes", size=size
+        )
     return start, stop - start
 
 

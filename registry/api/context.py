@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -13,6 +13,9 @@ from registry.services.registry import Registry
 
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+# Where the security middleware puts the request's "may this client pull that
+# repository?" (absent: every client may pull everything).
+MAY_PULL: web.RequestKey[Callable[[str], bool]] = web.RequestKey("may_pull")
 
 # Bodies are handed to storage in pieces of about this size: large enough that
 # a disk or S3 write per piece is cheap, small enough to bound memory per request.
@@ -35,6 +38,12 @@ def config_of(request: web.Request) -> Config:
 def repository_name(request: web.Request) -> str:
     """The repository named in the URL, checked against the spec's grammar."""
     return validate_name(request.match_info["name"])
+
+
+def may_pull(request: web.Request) -> Callable[[str], bool]:
+    """Whether the client of `request` may pull a repository, by name."""
+    found = request.get(MAY_PULL)
+    return found if found is not None else (lambda name: True)
 
 
 async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:

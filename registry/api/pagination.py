@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from registry.errors import PaginationInvalid
+from registry.api.params import parse_count
 
 Listing = Callable[[str | None, int | None], list[str]]
 
@@ -20,11 +20,7 @@ def paginate(request: web.Request, listing: Listing) -> tuple[list[str], str | N
     """
     raw_n = request.query.get("n")
     last = request.query.get("last") or None
-    n: int | None = None
-    if raw_n is not None and raw_n != "":
-        if not raw_n.isdigit():
-            raise PaginationInvalid(f"n must be a non-negative integer, got {raw_n[:50]!r}")
-        n = int(raw_n)
+    n = parse_count(raw_n) if raw_n else None
     # One item more than asked tells whether a next page exists.
     items = listing(last, None if n is None else n + 1)
     if n is None or len(items) <= n:

@@ -3,22 +3,31 @@
 POST   /v2/<name>/blobs/uploads/?digest=D      whole blob in one request -> 201
 POST   /v2/<name>/blobs/uploads/?mount=D&from=R  link from another repository -> 201,
                                               or a new session if R lacks it -> 202
+POST   /v2/<name>/blobs/uploads/?mount=D       link from any repository the client
+                                              may pull -> 201, or a new session -> 202
 POST   /v2/<name>/blobs/uploads/               open a session -> 202 + Location
 PATCH  /v2/<name>/blobs/uploads/<id>           append a chunk (Content-Range checked) -> 202
 PUT    /v2/<name>/blobs/uploads/<id>?digest=D  last chunk (optional) and verify -> 201
 GET    /v2/<name>/blobs/uploads/<id>           progress -> 204 + Range
 DELETE /v2/<name>/blobs/uploads/<id>           cancel -> 204
+
+A chunk (PATCH, or a final PUT with a body) whose `Content-Range` does not
+start where the session ends is 416 with the session's `Range` and
+`Location`; one whose `Content-Length` disagrees with its `Content-Range` is
+400 `SIZE_INVALID` with the `Range`. Neither appends a byte.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.context import body_pieces, registry_of, repository_name
+from registry.api.context import body_pieces, may_pull, registry_of, repository_name
+from registry.api.params import parse_content_range
 from registry.digest import Digest
-from registry.errors import BlobUploadInvalid, DigestInvalid, NameInvalid
+from registry.errors import ChunkSizeInvalid, DigestInvalid, NameInvalid, RangeNotSatisfiable
 from registry.reference import validate_name
 from registry.services.blobs import BlobInfo
+from registry.services.mounts import mount_from_any
 
 
 async def start_upload(request: web.Request) -> web.Response:
@@ -35,6 +44,9 @@ async def start_upload(request: web.Request) -> web.Response:
                 blob = await registry.blobs.mount(name, digest, validate_name(source))
             except NameInvalid:
                 blob = None  # an unusable source is no mount: fall back to an upload
+        else:
+            readable = may_pull(request)
+            blob = await mount_from_any(registry.index, registry.blobs, name, digest, readable)
         if blob is not None:
             return _created(name, blob)
     elif "digest" in request.query:
@@ -48,14 +60,13 @@ async def patch_upload(request: web.Request) -> web.Response:
     """Append the body to the session; a `Content-Range` must start where the upload ends."""
     name = repository_name(request)
     upload_id = request.match_info["upload_id"]
-    start: int | None = None
-    length: int | None = None
-    content_range = request.headers.get("Content-Range")
-    if content_range:
-        start, length = _parse_content_range(content_range)
-    size = await registry_of(request).uploads.append(
-        name, upload_id, body_pieces(request), start, length
-    )
+    uploads = registry_of(request).uploads
+    start, length = await _check_chunk(request, name, upload_id)
+    try:
+        size = await uploads.append(name, upload_id, body_pieces(request), start, length)
+    except RangeNotSatisfiable as e:
+        e.location = _location(name, upload_id)
+        raise
     return _in_progress(name, upload_id, size)
 
 
@@ -67,9 +78,39 @@ async def finish_upload(request: web.Request) -> web.Response:
     if not raw:
         raise DigestInvalid("the digest query parameter is required to finish an upload")
     digest = Digest.parse(raw)
+    await _check_chunk(request, name, upload_id)
     body = body_pieces(request) if request.body_exists else None
     blob = await registry_of(request).uploads.finish(name, upload_id, digest, body)
     return _created(name, blob)
+
+
+async def _check_chunk(
+    request: web.Request, name: str, upload_id: str
+) -> tuple[int | None, int | None]:
+    """The (start, length) of the request's `Content-Range`, (None, None) without one.
+
+    Refuses, before a byte is read, a chunk that starts elsewhere than where
+    the session ends (`RangeNotSatisfiable`) or whose `Content-Length` is not
+    the range's length (`ChunkSizeInvalid`). A PATCH's start is checked again
+    under the session's lock; a final PUT's only here.
+    """
+    content_range = request.headers.get("Content-Range")
+    if not content_range:
+        return None, None
+    start, length = parse_content_range(content_range)
+    announced = request.content_length
+    if request.method == "PATCH" and (announced is None or announced == length):
+        return start, length  # the service checks the start where no byte is lost
+    size = await registry_of(request).uploads.size(name, upload_id)
+    if start != size:
+        error = RangeNotSatisfiable(f"chunk starts at {start}, upload is at {size}", size=size)
+        error.location = _location(name, upload_id)
+        raise error
+    if announced is not None and announced != length:
+        raise ChunkSizeInvalid(
+            f"Content-Range announces {length} bytes, Content-Length {announced}", size=size
+        )
+    return start, length
 
 
 async def upload_status(request: web.Request) -> web.Response:
@@ -99,22 +140,17 @@ def _created(name: str, blob: BlobInfo) -> web.Response:
     )
 
 
+def _location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
 def _in_progress(name: str, upload_id: str, size: int) -> web.Response:
     return web.Response(
         status=202,
         headers={
-            "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+            "Location": _location(name, upload_id),
             "Docker-Upload-UUID": upload_id,
             # The spec's inclusive range of bytes received; "0-0" when none yet.
             "Range": f"0-{max(size - 1, 0)}",
         },
     )
-
-
-def _parse_content_range(value: str) -> tuple[int, int]:
-    """`<start>-<end>` (optionally `bytes ` and `/total`) as (start, length)."""
-    text = value.strip().removeprefix("bytes ").partition("/")[0]
-    first, sep, last = text.partition("-")
-    if not (sep and first.isdigit() and last.isdigit()) or int(last) < int(first):
-        raise BlobUploadInvalid(f"malformed Content-Range {value[:100]!r}")
-    return int(first), int(last) - int(first) + 1

@@ -27,7 +27,7 @@ from registry.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-_BCRYPT_RE = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
+_BCRYPT_RE = re.compile(r"\$2[aby]\$[0-9][0-9]\$[./A-Za-z0-9]{53}")
 # bcrypt looks at the first 72 bytes only; htpasswd hashed a longer password
 # truncated, so it must be checked truncated too.
 _BCRYPT_MAX_PASSWORD = 72
@@ -116,7 +116,7 @@ def _read(path: str) -> dict[str, bytes]:
         user, sep, hashed = line.partition(":")
         if not sep or not user:
             log.warning("%s:%d: not a user:hash line; ignored", path, number)
-        elif not _BCRYPT_RE.match(hashed):
+        elif not _BCRYPT_RE.fullmatch(hashed):
             log.warning("%s:%d: %r is not a bcrypt entry (htpasswd -B)", path, number, user)
         else:
             hashes[user] = hashed.encode()

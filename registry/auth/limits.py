@@ -10,17 +10,14 @@ storage layer as its bytes are written.
 
 from __future__ import annotations
 
-import re
 from typing import TypedDict
 
 from aiohttp import web
 
+from registry.api.params import parse_content_range
 from registry.auth.requirements import Body
 from registry.config import LimitsConfig
-from registry.errors import PayloadTooLarge
-
-_RANGE_END_RE = re.compile(r"^\s*(?:bytes\s+)?\d+-(\d+)")
-
+from registry.errors import BlobUploadInvalid, PayloadTooLarge
 
 # How much of a body aiohttp reads ahead of a handler: it stops reading a
 # connection past twice this. aiohttp 3.14's default (256 KiB) held up to
@@ -52,8 +49,15 @@ def check_body_size(request: web.Request, body: Body, limits: LimitsConfig) -> N
     if body is Body.MANIFEST and announced > limits.max_manifest_bytes:
         raise PayloadTooLarge(f"manifests are limited to {limits.max_manifest_bytes} bytes")
     if body is Body.BLOB and limits.max_blob_bytes:
-        match = _RANGE_END_RE.match(request.headers.get("Content-Range", ""))
         # A chunk's range ends at an offset in the whole blob: the blob is at least that long.
-        end = int(match.group(1)) + 1 if match else 0
+        end = 0
+        content_range = request.headers.get("Content-Range")
+        if content_range:
+            try:
+                start, length = parse_content_range(content_range)
+            except BlobUploadInvalid:
+                pass  # the handler refuses it, before reading a byte
+            else:
+                end = start + length
         if max(announced, end) > limits.max_blob_bytes:
             raise PayloadTooLarge(f"blobs are limited to {limits.max_blob_bytes} bytes")

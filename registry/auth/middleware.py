@@ -12,15 +12,19 @@ the error middleware so that every refusal is an OCI error response:
 A cross-repository mount (`POST ...?mount=D&from=R`) needs pull on `R` besides
 push on the target; without it the mount is dropped from the request, which
 the spec answers with a plain upload session (202), so a client learns nothing
-of a repository it may not read.
+of a repository it may not read. A mount without `from` may link the blob from
+any repository the client may pull: the handler is given that test
+(`registry.api.context.MAY_PULL`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
+from registry.api.context import MAY_PULL
 from registry.api.middleware import Handler
 from registry.auth.access import PULL, REPOSITORY, Access, Policy
 from registry.auth.forwarded import forwarded_middleware
@@ -81,7 +85,10 @@ def install_security(app: web.Application, config: Config) -> None:
             raise Unsupported("this registry is read-only: pushes and deletes are refused")
         check_body_size(request, rule.body, limits)
         if rule.need is Need.PUSH and "mount" in request.query and authenticator is not None:
-            request = _drop_unreadable_mount(request, authenticator, identity)
+            if request.query.get("from"):
+                request = _drop_unreadable_mount(request, authenticator, identity)
+            else:
+                request[MAY_PULL] = _pull_test(authenticator, identity)
         return await handler(request)
 
     app.middlewares.append(check_access)
@@ -119,6 +126,13 @@ def _authenticator(app: web.Application, auth: AuthConfig) -> Authenticator | No
         app.router.add_get(TOKEN_PATH, endpoint.handle)
     verifier = TokenVerifier(keys, token.issuer, token.service)
     return BearerAuthenticator(verifier, token.realm, token.service)
+
+
+def _pull_test(authenticator: Authenticator, identity: Identity) -> Callable[[str], bool]:
+    def may_pull(name: str) -> bool:
+        return authenticator.permits(identity, Access(REPOSITORY, name, PULL))
+
+    return may_pull
 
 
 def _drop_unreadable_mount(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from registry.errors import InvalidOffset, InvalidPath, StorageError
 
-_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
+_PATH_RE = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
 
 
 @dataclass(frozen=True, slots=True)

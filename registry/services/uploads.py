@@ -33,7 +33,7 @@ from registry.errors import (
 )
 from registry.services.blobs import BlobInfo, BlobStore
 
-_UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Running hashes kept for sessions in progress; past this many the oldest are
 # dropped and verified by re-reading at finish, so abandoned sessions cannot
 # grow memory without bound.
@@ -232,7 +232,7 @@ class UploadStore:
 
     def _session(self, upload_id: str) -> _Session:
         """This process's record of `upload_id`, made empty if it has none."""
-        if not _UPLOAD_ID_RE.match(upload_id):
+        if not _UPLOAD_ID_RE.fullmatch(upload_id):
             raise BlobUploadUnknown(detail={"upload": upload_id[:100]})
         session = self._sessions.get(upload_id)
         if session is None:

@@ -62,12 +62,18 @@ class TestGetBlob:
         assert response.status == 206
         assert await response.read() == DATA[10000:]
 
-    async def test_range_beyond_the_end_returns_416(self, client: TestClient) -> None:
+    async def test_range_beyond_the_end_returns_416_with_the_blob_size(
+        self, client: TestClient
+    ) -> None:
+        """RFC 9110: 416 says the size in `Content-Range: bytes */<size>`; no upload code."""
         digest = await push_blob(client, "lib/blob", DATA)
         response = await client.get(
             f"/v2/lib/blob/blobs/{digest}", headers={"Range": "bytes=20000-20100"}
         )
         assert response.status == 416
+        assert response.headers["Content-Range"] == f"bytes */{len(DATA)}"
+        assert "Range" not in response.headers
+        assert "BLOB_UPLOAD_INVALID" not in await error_codes(response)
 
     async def test_unknown_blob_returns_blob_unknown(self, client: TestClient) -> None:
         response = await client.get(f"/v2/lib/blob/blobs/{digest_of(b'missing')}")
@@ -85,10 +91,14 @@ class TestGetBlob:
         assert response.status == 400
         assert await error_codes(response) == ["DIGEST_INVALID"]
 
-    async def test_unsupported_algorithm_returns_unsupported(self, client: TestClient) -> None:
-        response = await client.get("/v2/lib/blob/blobs/md5:d41d8cd98f00b204e9800998ecf8427e")
-        assert response.status in (400, 405)
-        assert await error_codes(response) in (["UNSUPPORTED"], ["DIGEST_INVALID"])
+    async def test_unsupported_algorithm_returns_digest_invalid(self, client: TestClient) -> None:
+        """Not 405 UNSUPPORTED: clients read that as "this registry takes no pushes"."""
+        for digest in ["md5:d41d8cd98f00b204e9800998ecf8427e", "sha384:" + "a" * 96, "a:b"]:
+            for method in ["GET", "HEAD", "DELETE"]:
+                response = await client.request(method, f"/v2/lib/blob/blobs/{digest}")
+                assert response.status == 400, (method, digest)
+                if method != "HEAD":
+                    assert await error_codes(response) == ["DIGEST_INVALID"], (method, digest)
 
     async def test_invalid_repository_name_returns_name_invalid(self, client: TestClient) -> None:
         digest = digest_of(b"x")

@@ -146,3 +146,41 @@ class TestReferrers:
     async def test_malformed_digest_returns_400(self, client: TestClient) -> None:
         response = await client.get("/v2/lib/app/referrers/sha256:bad")
         assert response.status == 400
+
+
+class TestPaginationInput:
+    """Whatever `n` a client sends, the answer is a listing or 400, never a server fault."""
+
+    BAD_COUNTS = [
+        "%C2%B2",  # '²': str.isdigit() says yes, int() says no
+        "%D9%A3",  # an Arabic-Indic three, which int() would take
+        "9" * 5000,  # past Python's integer-string limit
+        "-1",
+        "1.5",
+        "+1",
+        " 1",
+        "1%0A",
+    ]
+
+    async def test_malformed_n_on_the_catalog_returns_pagination_number_invalid(
+        self, client: TestClient
+    ) -> None:
+        for raw in self.BAD_COUNTS:
+            response = await client.get(f"/v2/_catalog?n={raw}")
+            assert response.status == 400, raw[:20]
+            assert await error_codes(response) == ["PAGINATION_NUMBER_INVALID"], raw[:20]
+
+    async def test_malformed_n_on_a_tag_list_returns_pagination_number_invalid(
+        self, client: TestClient
+    ) -> None:
+        await push_image(client, "lib/app", "v1")
+        for raw in self.BAD_COUNTS:
+            response = await client.get(f"/v2/lib/app/tags/list?n={raw}")
+            assert response.status == 400, raw[:20]
+            assert await error_codes(response) == ["PAGINATION_NUMBER_INVALID"], raw[:20]
+
+    async def test_large_n_returns_everything(self, client: TestClient) -> None:
+        await push_image(client, "lib/app", "v1")
+        response = await client.get(f"/v2/lib/app/tags/list?n={'9' * 18}")
+        assert response.status == 200
+        assert orjson.loads(await response.read())["tags"] == ["v1"]

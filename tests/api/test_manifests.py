@@ -341,3 +341,106 @@ class TestSchema1:
         assert response.headers["Content-Type"] == samples.DOCKER_SCHEMA1_SIGNED
         assert response.headers["Docker-Content-Digest"] == digest
         assert await response.read() == signed
+
+
+class TestReferences:
+    async def test_reference_neither_tag_nor_digest_is_manifest_unknown(
+        self, client: TestClient
+    ) -> None:
+        """Such a manifest cannot exist: 404, as strict clients and conformance checks expect."""
+        await push_image(client, "lib/app", "v1")
+        for reference in [".INVALID_NAME", "-lead", "a" * 129, "tag%0A", "sha256:"]:
+            for method in ["GET", "HEAD", "DELETE"]:
+                url = f"/v2/lib/app/manifests/{reference}"
+                response = await client.request(method, url)
+                assert response.status == 404, (method, reference)
+                if method != "HEAD":
+                    assert await error_codes(response) == ["MANIFEST_UNKNOWN"], reference
+
+    async def test_put_to_an_invalid_tag_is_tag_invalid(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        for reference in [".INVALID_NAME", "-lead", "a" * 129]:
+            response = await client.put(
+                f"/v2/lib/app/manifests/{reference}",
+                data=image.manifest,
+                headers={"Content-Type": OCI_MANIFEST},
+            )
+            assert response.status == 400, reference
+            assert await error_codes(response) == ["TAG_INVALID"], reference
+
+    async def test_unsupported_digest_algorithm_is_digest_invalid_naming_ours(
+        self, client: TestClient
+    ) -> None:
+        for reference in ["md5:d41d8cd98f00b204e9800998ecf8427e", "sha384:" + "a" * 96, "a:b"]:
+            response = await client.get(f"/v2/lib/app/manifests/{reference}")
+            assert response.status == 400, reference
+            body = orjson.loads(await response.read())
+            assert [e["code"] for e in body["errors"]] == ["DIGEST_INVALID"], reference
+            assert "sha256, sha512" in body["errors"][0]["message"]
+
+
+class TestDigestHeader:
+    async def test_every_manifest_get_and_head_carries_docker_content_digest(
+        self, client: TestClient
+    ) -> None:
+        image = await push_image(client, "lib/app", "v1")
+        for reference in ["v1", image.digest]:
+            for method in ["GET", "HEAD"]:
+                response = await client.request(method, f"/v2/lib/app/manifests/{reference}")
+                assert response.status == 200, (method, reference)
+                assert response.headers["Docker-Content-Digest"] == image.digest
+
+
+class TestMultiTagPush:
+    async def test_put_by_digest_with_tags_applies_each_and_answers_oci_tag_headers(
+        self, client: TestClient
+    ) -> None:
+        image = await push_image(client, "lib/app", None)
+        response = await client.put(
+            f"/v2/lib/app/manifests/{image.digest}?tag=a&tag=b&tag=-bad&tag=a",
+            data=image.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status == 201
+        assert response.headers["Docker-Content-Digest"] == image.digest
+        assert response.headers.getall("OCI-Tag") == ["a", "b"]
+        for tag in ["a", "b"]:
+            got = await client.get(f"/v2/lib/app/manifests/{tag}")
+            assert got.headers["Docker-Content-Digest"] == image.digest
+            assert await got.read() == image.manifest
+        listing = await client.get("/v2/lib/app/tags/list")
+        assert orjson.loads(await listing.read())["tags"] == ["a", "b"]
+
+    async def test_put_by_digest_without_tags_answers_no_oci_tag(self, client: TestClient) -> None:
+        image = await push_image(client, "lib/app", None)
+        response = await client.put(
+            f"/v2/lib/app/manifests/{image.digest}",
+            data=image.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert response.status == 201
+        assert "OCI-Tag" not in response.headers
+
+
+class TestSignedSchema1:
+    async def test_signed_schema1_with_a_made_up_signature_is_manifest_unverified(
+        self, client: TestClient
+    ) -> None:
+        layer = b"signed schema1 layer"
+        await push_blob(client, "old/app", layer)
+        payload = samples.docker_schema1_manifest([samples.ref(layer)], name="old/app", tag="v2")
+        signed = samples.sign_schema1(payload)
+        other = samples.sign_schema1(samples.docker_schema1_manifest())
+        # Same key, signature of another payload: well-formed, and wrong.
+        forged = signed.replace(
+            orjson.loads(signed)["signatures"][0]["signature"].encode(),
+            orjson.loads(other)["signatures"][0]["signature"].encode(),
+        )
+        response = await client.put(
+            "/v2/old/app/manifests/v2",
+            data=forged,
+            headers={"Content-Type": samples.DOCKER_SCHEMA1_SIGNED},
+        )
+        assert response.status == 400
+        assert await error_codes(response) == ["MANIFEST_UNVERIFIED"]
+        assert (await client.head("/v2/old/app/manifests/v2")).status == 404

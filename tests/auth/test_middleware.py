@@ -14,7 +14,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiohttp import ClientResponse
@@ -102,8 +103,13 @@ def error_code(body: dict[str, Any] | None) -> str | None:
 
 
 def passes(scope: str, response: ClientResponse, body: dict[str, Any] | None) -> str | None:
-    """The request reached its handler: whatever it answered, it was not an auth refusal."""
+    """The request reached its handler and the handler answered: no auth refusal, and no
+    server fault (these requests are empty or name nothing, so a client error at most)."""
     if response.status in (401, 403) or "WWW-Authenticate" in response.headers:
+        return f"refused with {response.status} {body}"
+    if response.status >= 500:
+        return f"server fault {response.status} {body}"
+    if response.status >= 400 and error_code(body) in ("UNAUTHORIZED", "DENIED"):
         return f"refused with {response.status} {body}"
     return None
 
@@ -148,6 +154,22 @@ def full_access() -> list[dict[str, Any]]:
         repo_access(NAME, "pull", "push", "delete"),
         {"type": "registry", "name": "catalog", "actions": ["*"]},
     ]
+
+
+class TestChecks:
+    """The sweep's own checks: a crashed handler must fail them."""
+
+    @pytest.mark.parametrize("status", [500, 502, 503])
+    def test_passes_refuses_a_server_fault(self, status: int) -> None:
+        response = cast(ClientResponse, SimpleNamespace(status=status, headers={}))
+        body = {"errors": [{"code": "UNKNOWN", "message": "internal error"}]}
+        assert passes(PULL, response, body) is not None
+
+    @pytest.mark.parametrize("status", [200, 201, 202, 400, 404])
+    def test_passes_takes_a_handler_answer(self, status: int) -> None:
+        response = cast(ClientResponse, SimpleNamespace(status=status, headers={}))
+        body = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "m"}]} if status >= 400 else {}
+        assert passes(PULL, response, body) is None
 
 
 class TestRouteTable:
@@ -425,6 +447,50 @@ class TestMount:
             )
         )
         url = f"/v2/team/target/blobs/uploads/?mount={digest}&from=team/source"
+
+        assert (await client.post(url, headers=bearer(narrow))).status == 202
+        assert (await client.post(url, headers=bearer(wide))).status == 201
+
+    async def test_mount_without_from_links_a_blob_from_a_readable_repository(
+        self, serve: Serve, modes: Modes
+    ) -> None:
+        """carol may read team/**: a blob there is mounted without her naming the source."""
+        driver = InMemoryDriver()
+        alice = await serve(modes.htpasswd, driver, headers=basic("alice"))
+        digest = await push_blob(alice, "team/source", b"shared layer")
+        carol = await serve(modes.htpasswd, driver, headers=basic("carol"))
+
+        response = await carol.post(f"/v2/team/target/blobs/uploads/?mount={digest}")
+        assert response.status == 201
+        assert (await carol.head(f"/v2/team/target/blobs/{digest}")).status == 200
+
+    async def test_mount_without_from_ignores_unreadable_repositories(
+        self, serve: Serve, modes: Modes
+    ) -> None:
+        """A blob only in private/* stays there for carol: she gets an upload session."""
+        driver = InMemoryDriver()
+        alice = await serve(modes.htpasswd, driver, headers=basic("alice"))
+        digest = await push_blob(alice, "private/source", b"secret layer")
+        carol = await serve(modes.htpasswd, driver, headers=basic("carol"))
+
+        response = await carol.post(f"/v2/team/target/blobs/uploads/?mount={digest}")
+        assert response.status == 202
+        assert (await carol.head(f"/v2/team/target/blobs/{digest}")).status == 404
+
+    async def test_token_mount_without_from_uses_only_repositories_the_token_may_pull(
+        self, serve: Serve, modes: Modes, rsa_keys: KeyPair
+    ) -> None:
+        driver = InMemoryDriver()
+        alice = await serve(modes.none, driver)
+        digest = await push_blob(alice, "team/source", b"layer")
+        client = await serve(modes.token, driver)
+        narrow = rsa_keys.sign(token_claims([repo_access("team/target", "pull", "push")]))
+        wide = rsa_keys.sign(
+            token_claims(
+                [repo_access("team/target", "pull", "push"), repo_access("team/source", "pull")]
+            )
+        )
+        url = f"/v2/team/target/blobs/uploads/?mount={digest}"
 
         assert (await client.post(url, headers=bearer(narrow))).status == 202
         assert (await client.post(url, headers=bearer(wide))).status == 201
