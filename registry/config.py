@@ -227,6 +227,11 @@ class LimitsConfig:
     upload_expiry_seconds: int = 7 * 24 * 3600
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 100
+    # A client sending a layer at 1 KiB/s still sends a byte a second: only a
+    # stalled one goes a minute without.
+    body_idle_timeout_seconds: float = 60.0
+    max_concurrent_uploads: int = 512
+    max_concurrent_uploads_per_client: int = 64
 
     def __post_init__(self) -> None:
         if not 0 < self.max_manifest_bytes <= MAX_MANIFEST_SIZE:
@@ -237,6 +242,15 @@ class LimitsConfig:
             raise ConfigError("max_header_bytes must be at least 1024")
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
             raise ConfigError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
+        if (
+            self.body_idle_timeout_seconds < 0
+            or self.max_concurrent_uploads < 0
+            or self.max_concurrent_uploads_per_client < 0
+        ):
+            raise ConfigError(
+                "body_idle_timeout_seconds, max_concurrent_uploads and "
+                "max_concurrent_uploads_per_client must not be negative"
+            )
 
 
 @dataclass(frozen=True, slots=True)

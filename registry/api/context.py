@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from registry.config import Config
-from registry.errors import PayloadTooLarge
+from registry.errors import BodyTimeout, PayloadTooLarge
 from registry.reference import validate_name
 from registry.services.registry import Registry
 
@@ -46,8 +47,32 @@ def may_pull(request: web.Request) -> Callable[[str], bool]:
     return found if found is not None else (lambda name: True)
 
 
+async def _received(request: web.Request) -> AsyncIterator[bytes]:
+    """The body as aiohttp receives it, in chunks of any size.
+
+    Raises `BodyTimeout` when no byte arrives for `limits.body_idle_timeout_seconds`:
+    a stalled client must not hold a connection, a handler and its buffers forever.
+    """
+    idle = config_of(request).limits.body_idle_timeout_seconds or None
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                data, end_of_chunk = await request.content.readchunk()
+        except TimeoutError:
+            raise BodyTimeout(f"no byte of the request body arrived for {idle:g} seconds") from None
+        if not data:
+            if end_of_chunk:
+                continue  # the end of an HTTP chunk of a chunked body
+            return
+        yield data
+
+
 async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as a stream of pieces of about `BODY_PIECE` bytes."""
+    """The request body as a stream of pieces of about `BODY_PIECE` bytes.
+
+    Raises `BodyTimeout` if the body stalls (see `_received`), after yielding
+    every byte received before the stall.
+    """
     if not request.can_read_body:
         # aiohttp serves every empty body from one shared reader whose
         # readchunk() never reports the end again after its first use.
@@ -58,16 +83,21 @@ async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
     size = 0
     # Chunks as aiohttp received them: iter_chunked(n) would raise the
     # connection's read-ahead to 2n, iter_any() joins all it has buffered.
-    async for data, _ in request.content.iter_chunks():
-        if not data:
-            continue  # the end of an HTTP chunk of a chunked body
-        pending.append(data)
-        size += len(data)
-        if size >= BODY_PIECE:
-            piece = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            size = 0
-            yield piece
+    try:
+        async for data in _received(request):
+            pending.append(data)
+            size += len(data)
+            if size >= BODY_PIECE:
+                piece = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                size = 0
+                yield piece
+    except BodyTimeout:
+        # What arrived before the stall is the client's: an upload session keeps
+        # it, and the client resumes from the session's Range.
+        if pending:
+            yield b"".join(pending)
+        raise
     if pending:
         yield b"".join(pending)
 
@@ -77,11 +107,14 @@ async def read_body(request: web.Request, limit: int, what: str) -> bytes:
 
     Reads until the end of the body whatever its framing (Content-Length or
     chunked), but never holds more than `limit` + one piece in memory.
+    `BodyTimeout` if the body stalls.
     """
     if (request.content_length or 0) > limit:
         raise PayloadTooLarge(f"{what} is limited to {limit} bytes")
+    if not request.can_read_body:
+        return b""
     data = bytearray()
-    async for piece in request.content.iter_any():
+    async for piece in _received(request):
         data += piece
         if len(data) > limit:
             raise PayloadTooLarge(f"{what} is limited to {limit} bytes")

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from registry.errors import ClientGone, RegistryError, StorageError
+from registry.errors import BodyTimeout, ClientGone, RegistryError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
     An error after the handler's response has begun cannot be answered: the
     connection is closed instead, so the client sees a short body rather than
-    the error's bytes passing as the rest of it.
+    the error's bytes passing as the rest of it. A stalled body (`BodyTimeout`)
+    is answered, then its connection closed rather than drained.
     """
     answer: web.StreamResponse
     try:
@@ -46,6 +47,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if isinstance(e, StorageError):
             log.error("%s %s: %s", request.method, request.path, e)
         answer = error_response(e)
+        if isinstance(e, BodyTimeout) and not request.writer.output_size:
+            return await _answer_and_close(request, answer)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -67,6 +70,19 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     # aiohttp's own test for a begun response (it resets the count after "100 Continue").
     if request.writer.output_size and request.transport is not None:
         request.transport.close()
+    return answer
+
+
+async def _answer_and_close(request: web.Request, answer: web.Response) -> web.Response:
+    """Send `answer`, then close the connection at once.
+
+    aiohttp would otherwise read what is left of the body for up to ten more
+    seconds before closing, which a stalled client never sends.
+    """
+    answer.force_close()
+    await answer.prepare(request)
+    await answer.write_eof()
+    request.protocol.force_close()  # the transport sends what it holds, then closes
     return answer
 
 

@@ -5,7 +5,9 @@ the error middleware so that every refusal is an OCI error response:
 
 1. `forwarded` (with `http.trusted_proxies`): the real client behind a proxy;
 2. `ratelimit` (with `limits.rate_limit_per_second`): 429 for a client over its rate;
-3. `check_access`: the route's requirement (`requirements`), the repository
+3. `concurrency` (with `limits.max_concurrent_uploads*`): 429 for an upload
+   request over the bounds on uploads in flight;
+4. `check_access`: the route's requirement (`requirements`), the repository
    name checked before it is used in a challenge, authentication and
    authorisation (`schemes`), read-only mode, and announced body sizes.
 
@@ -27,6 +29,7 @@ from aiohttp import web
 from registry.api.context import MAY_PULL
 from registry.api.middleware import Handler
 from registry.auth.access import PULL, REPOSITORY, Access, Policy
+from registry.auth.concurrency import UploadSlots, upload_slots_middleware
 from registry.auth.forwarded import forwarded_middleware
 from registry.auth.limits import check_body_size
 from registry.auth.ratelimit import TokenBuckets, rate_limit_middleware
@@ -60,6 +63,9 @@ def install_security(app: web.Application, config: Config) -> None:
     if limits.rate_limit_per_second:
         buckets = TokenBuckets(limits.rate_limit_per_second, limits.rate_limit_burst)
         app.middlewares.append(rate_limit_middleware(buckets))
+    if limits.max_concurrent_uploads or limits.max_concurrent_uploads_per_client:
+        slots = UploadSlots(limits.max_concurrent_uploads, limits.max_concurrent_uploads_per_client)
+        app.middlewares.append(upload_slots_middleware(slots))
     authenticator = _authenticator(app, config.auth)
     rules: dict[web.AbstractRoute, RouteRule] = {}
 

@@ -52,6 +52,9 @@ max_blob_bytes = 10737418240
 upload_expiry_seconds = 86400
 rate_limit_per_second = 20.5
 rate_limit_burst = 200
+body_idle_timeout_seconds = 30.0
+max_concurrent_uploads = 100
+max_concurrent_uploads_per_client = 10
 """
 
 
@@ -75,6 +78,9 @@ class TestSecurityConfig:
         )
         assert config.limits.max_blob_bytes == 10737418240
         assert config.limits.rate_limit_per_second == 20.5
+        assert config.limits.body_idle_timeout_seconds == 30.0
+        assert config.limits.max_concurrent_uploads == 100
+        assert config.limits.max_concurrent_uploads_per_client == 10
 
     def test_defaults_keep_the_registry_open_on_loopback(self) -> None:
         config = Config()
@@ -149,6 +155,8 @@ class TestSecurityConfig:
             ("[limits]\nmax_blob_bytes = -1\n", r"limits: max_blob_bytes"),
             ("[limits]\nrate_limit_burst = 0\n", r"limits: rate_limit_per_second"),
             ("[limits]\nmax_header_bytes = 10\n", r"limits: max_header_bytes"),
+            ("[limits]\nbody_idle_timeout_seconds = -1\n", r"limits: body_idle_timeout"),
+            ("[limits]\nmax_concurrent_uploads = -1\n", r"limits: body_idle_timeout"),
             ('[http]\ntrusted_proxies = "10.0.0.1"\n', r"http\.trusted_proxies: expected a list"),
         ],
     )

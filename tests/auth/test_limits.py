@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from registry.app import create_app
 from registry.auth import server_options
-from registry.config import Config, ConfigError, LimitsConfig
+from registry.config import Config, ConfigError, HttpConfig, LimitsConfig
 from registry.drivers.inmemory import InMemoryDriver
-from tests.api.oci import digest_of
+from tests.api.oci import OCI_MANIFEST, digest_of
 from tests.auth.conftest import Serve
 
 LIMITS = Config(limits=LimitsConfig(max_manifest_bytes=1000, max_blob_bytes=1000))
@@ -98,3 +102,153 @@ class TestHeaderLimit:
             response = await client.get("/v2/", headers={"X-Padding": "p" * 2000})
             assert response.status in (400, 431)
             assert (await client.get("/v2/", headers={"X-Padding": "p" * 500})).status == 200
+
+
+class StalledRequest:
+    """A request whose headers and first body bytes were sent, and then nothing more."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def send(
+        cls, client: TestClient, method: str, path: str, sent: bytes, announced: int, **headers: str
+    ) -> StalledRequest:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Content-Length: {announced}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + sent)
+        await writer.drain()
+        return cls(reader, writer)
+
+    async def answer(self, wait: float = 10.0) -> tuple[int, dict[str, str], bytes, bool]:
+        """(status, headers, body, whether the server then closed the connection)."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), wait)
+        status_line, *header_lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in header_lines if line)
+        body = await self.reader.readexactly(int(headers.get("Content-Length", "0")))
+        closed = await asyncio.wait_for(self.reader.read(1), wait) == b""
+        return int(status_line.split()[1]), headers, body, closed
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+def limits(**changes: Any) -> Config:
+    """A configuration with `[limits]` keys changed, trusting X-Forwarded-For from loopback
+    so that tests can speak as several clients."""
+    return Config(http=HttpConfig(trusted_proxies=("127.0.0.1",)), limits=LimitsConfig(**changes))
+
+
+async def open_session(client: TestClient) -> str:
+    response = await client.post("/v2/a/blobs/uploads/")
+    assert response.status == 202
+    return response.headers["Location"]
+
+
+class TestBodyIdleTimeout:
+    async def test_stalled_patch_is_answered_408_closed_and_keeps_what_arrived(
+        self, serve: Serve
+    ) -> None:
+        client = await serve(limits(body_idle_timeout_seconds=0.5))
+        location = await open_session(client)
+        stalled = await StalledRequest.send(client, "PATCH", location, b"x" * 10, 1000)
+        try:
+            status, _, body, closed = await stalled.answer()
+        finally:
+            await stalled.close()
+        assert status == 408
+        assert json.loads(body)["errors"][0]["code"] == "REQUEST_TIMEOUT"
+        assert closed, "a stalled connection must be closed, not drained"
+        progress = await client.get(location)
+        assert progress.headers["Range"] == "0-9"
+        resumed = await client.patch(location, data=b"y" * 5, headers={"Content-Range": "10-14"})
+        assert resumed.status == 202
+        assert resumed.headers["Range"] == "0-14"
+
+    async def test_stalled_manifest_put_is_answered_408(self, serve: Serve) -> None:
+        client = await serve(limits(body_idle_timeout_seconds=0.5))
+        stalled = await StalledRequest.send(
+            client, "PUT", "/v2/a/manifests/v1", b"{", 500, **{"Content-Type": OCI_MANIFEST}
+        )
+        try:
+            status, _, _, closed = await stalled.answer()
+        finally:
+            await stalled.close()
+        assert status == 408
+        assert closed
+
+    async def test_stalled_monolithic_upload_is_answered_408_and_stores_nothing(
+        self, serve: Serve
+    ) -> None:
+        client = await serve(limits(body_idle_timeout_seconds=0.5))
+        digest = digest_of(b"x" * 100)
+        stalled = await StalledRequest.send(
+            client, "POST", f"/v2/a/blobs/uploads/?digest={digest}", b"x" * 10, 100
+        )
+        try:
+            status, _, _, _ = await stalled.answer()
+        finally:
+            await stalled.close()
+        assert status == 408
+        assert (await client.head(f"/v2/a/blobs/{digest}")).status == 404
+
+    def test_default_lets_a_slow_but_moving_client_finish(self) -> None:
+        """A client trickling 1 KiB/s never goes a second without a byte."""
+        assert LimitsConfig().body_idle_timeout_seconds >= 30
+
+
+class TestConcurrentUploads:
+    async def test_upload_over_the_per_client_bound_is_429_with_retry_after(
+        self, serve: Serve
+    ) -> None:
+        client = await serve(limits(max_concurrent_uploads_per_client=2))
+        a = {"X-Forwarded-For": "10.0.0.1"}
+        held = [
+            await StalledRequest.send(client, "PATCH", await open_session(client), b"x", 100, **a)
+            for _ in range(2)
+        ]
+        try:
+            location = await open_session(client)
+            refused = await client.patch(location, data=b"z", headers=a)
+            assert refused.status == 429
+            assert refused.headers["Retry-After"] == "1"
+            assert error_code(await refused.json()) == "TOOMANYREQUESTS"
+            other = await client.patch(location, data=b"z", headers={"X-Forwarded-For": "10.0.0.2"})
+            assert other.status == 202
+            assert (await client.get(location, headers=a)).status == 204  # not an upload body
+        finally:
+            for request in held:
+                await request.close()
+        await asyncio.sleep(0.1)  # the server sees the closed connections
+        assert (await client.patch(location, data=b"z", headers=a)).status == 202
+
+    async def test_upload_over_the_total_bound_is_429_whoever_sends_it(self, serve: Serve) -> None:
+        client = await serve(limits(max_concurrent_uploads=2))
+        held = [
+            await StalledRequest.send(
+                client, "PATCH", await open_session(client), b"x", 100, **{"X-Forwarded-For": ip}
+            )
+            for ip in ["10.0.0.1", "10.0.0.2"]
+        ]
+        try:
+            digest = digest_of(b"z")
+            refused = await client.post(
+                f"/v2/a/blobs/uploads/?digest={digest}",
+                data=b"z",
+                headers={"X-Forwarded-For": "10.0.0.3"},
+            )
+            assert refused.status == 429
+            assert refused.headers["Retry-After"] == "1"
+            assert (await client.get("/v2/")).status == 200
+        finally:
+            for request in held:
+                await request.close()
+
+    def test_bounds_are_on_by_default(self) -> None:
+        defaults = LimitsConfig()
+        assert defaults.max_concurrent_uploads > 0
+        assert defaults.max_concurrent_uploads_per_client > 0
