@@ -43,6 +43,12 @@ class FileWriter(ABC):
     Exactly one of `close()`, `commit()` or `cancel()` ends a writer; any call
     after that raises `InvalidOffset`. The caller guarantees that at most one
     writer is open on a path at a time.
+
+    `write`, `close`, `commit` and `commit_to` raise `PathNotFound` when what
+    the writer resumed is gone from storage: its path was deleted meanwhile,
+    or (S3) an earlier writer's commit completed the content and died before
+    removing what let it be resumed. No further byte can be added then; the
+    path holds whatever that earlier commit left, if anything.
     """
 
     # The end rule, for drivers' writers: `_check_open()` before any work,

@@ -89,8 +89,23 @@ class UploadStore:
         `RangeNotSatisfiable` carries the current size. With `length`, the
         body must be exactly that long, else `SizeInvalid`. When the body
         ends early some of its bytes may have been kept: the size the session
-        reports afterwards says where the client must resume.
+        reports afterwards says where the client must resume. A session whose
+        content storage lost (see `_lost`) is removed: `BlobUploadUnknown`.
         """
+        try:
+            return await self._append(name, upload_id, body, start, length)
+        except PathNotFound as e:
+            await self._lost(name, upload_id)
+            raise BlobUploadUnknown(detail={"upload": upload_id}) from e
+
+    async def _append(
+        self,
+        name: str,
+        upload_id: str,
+        body: AsyncIterable[bytes],
+        start: int | None,
+        length: int | None,
+    ) -> int:
         session = self._session(upload_id)
         async with session.lock:
             writer = await self._resume(name, upload_id)
@@ -115,8 +130,19 @@ class UploadStore:
         """Append the last chunk (if any), verify `digest` and make the blob visible in `name`.
 
         On `DigestInvalid` the session is removed and nothing is stored under
-        the digest.
+        the digest. If storage lost the session's writer (see `_lost`), what
+        it holds at the session's path is published when it matches `digest`,
+        so that a final PUT sent again after a crash succeeds; otherwise the
+        session is removed: `BlobUploadUnknown`, and a new push works.
         """
+        try:
+            return await self._finish(name, upload_id, digest, body)
+        except PathNotFound:
+            return await self._finish_lost(name, upload_id, digest)
+
+    async def _finish(
+        self, name: str, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None
+    ) -> BlobInfo:
         session = self._session(upload_id)
         async with session.lock:
             writer = await self._resume(name, upload_id)
@@ -180,6 +206,39 @@ class UploadStore:
         self._blobs.remember_size(digest, writer.size)
         await self._blobs.link(name, digest)
         return BlobInfo(digest, writer.size)
+
+    async def _finish_lost(self, name: str, upload_id: str, digest: Digest) -> BlobInfo:
+        """Finish a session whose writer storage lost, from what its path holds.
+
+        That is the content a commit completed before its process died (on S3:
+        the multipart upload was completed, the copy under the digest or the
+        session's removal never happened), which may include a final chunk the
+        saved state does not count. It is read back against `digest`.
+        """
+        async with self._session(upload_id).lock:
+            try:
+                verified = await self._verify_and_move(name, upload_id, digest)
+                size = await self._blobs.content_size(digest) if verified else None
+                if size is not None:
+                    await self._blobs.link(name, digest)
+                    return BlobInfo(digest, size)
+            except PathNotFound:
+                pass
+            finally:
+                self._sessions.pop(upload_id, None)
+                await self._remove(name, upload_id)
+        raise BlobUploadUnknown(detail={"upload": upload_id})
+
+    async def _lost(self, name: str, upload_id: str) -> None:
+        """Remove a session whose writer storage lost: writes to it raised `PathNotFound`.
+
+        The session's files were deleted by another request or process, or on
+        S3 its multipart upload was completed or aborted by a process that
+        died before it could say so. It can take no more bytes.
+        """
+        async with self._session(upload_id).lock:
+            self._sessions.pop(upload_id, None)
+            await self._remove(name, upload_id)
 
     async def cancel(self, name: str, upload_id: str) -> None:
         """Abandon the session and discard its bytes; `BlobUploadUnknown` if there is none."""

@@ -351,6 +351,39 @@ class TestWriter:
         assert uploads(server, s3, UPLOAD) == []
         assert keys(server, s3.key("/docker")) == []
 
+    async def test_writer_resumed_after_its_upload_was_completed_raises_path_not_found(
+        self, seaweedfs_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A commit that assembled the upload but died before removing the saved state
+        leaves a state that cannot be resumed: every write or commit says the path is
+        gone (the FileWriter contract), and the assembled content is at the path.
+
+        On SeaweedFS only: moto answers 500, not S3's NoSuchUpload, for a part of a
+        completed upload."""
+        config = seaweedfs_s3.config(prefix=f"test-{uuid.uuid4().hex}")
+        data = os.urandom(2 * PART + MiB)
+        async with opened(config) as first:
+            await write_in_pieces(first, UPLOAD, data[: PART + MiB], [PART + MiB])
+        async with opened(config) as crashing:
+            writer = await crashing.writer(UPLOAD, append=True)
+            await writer.write(data[PART + MiB :])
+
+            async def die(path: str) -> None:
+                raise StorageError(crashing.name, path, "killed")
+
+            monkeypatch.setattr(crashing, "_delete_state", die)
+            with pytest.raises(StorageError, match="killed"):
+                await writer.commit()
+        async with opened(config) as restarted:
+            writer = await restarted.writer(UPLOAD, append=True)
+            assert writer.size == PART + MiB  # the state predates the last write
+            with pytest.raises(PathNotFound):
+                await writer.write(data[PART + MiB :])
+            writer = await restarted.writer(UPLOAD, append=True)
+            with pytest.raises(PathNotFound):
+                await writer.commit()
+            assert await restarted.get_content(UPLOAD) == data
+
 
 class TestReader:
     async def test_reader_yields_chunks_of_at_most_chunk_size(self, s3: S3Driver) -> None:

@@ -17,6 +17,7 @@ blobs with chunked uploads through it and check what the issue asks for:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -59,7 +60,7 @@ _HOP_HEADERS = frozenset(
 @dataclass
 class _Rule:
     operation: str
-    action: str  # "status", "drop" (before forwarding), "lose" (forward, then drop)
+    action: str  # "status", "drop" (before forwarding), "lose" (forward, then drop), "hold"
     status: int
     times: int | None  # None: until cleared
 
@@ -96,7 +97,8 @@ class FaultProxy:
     valid) unless a rule matches their S3 operation: `fail` answers a status
     with an S3 error body, `drop` closes the connection without forwarding,
     `lose` forwards and then closes the connection instead of answering (S3 did
-    the work, the client never hears of it). `down` stops listening and closes
+    the work, the client never hears of it), `hold` keeps the request unanswered
+    and unforwarded until `clear()`, then drops it. `down` stops listening and closes
     every connection, as a stopped server; `up` listens again on the same port.
     Methods are called from the test's thread; `seen` counts the operations
     received and `injected` the faults applied.
@@ -109,6 +111,7 @@ class FaultProxy:
         self.seen: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self._rules: list[_Rule] = []
+        self._released: asyncio.Event | None = None
         self._lock = threading.Lock()
         self._down = False
         self._loop = asyncio.new_event_loop()
@@ -143,10 +146,16 @@ class FaultProxy:
         """Forward the next `times` `operation` requests, then drop their answers."""
         self._add(_Rule(operation, "lose", 0, times))
 
+    def hold(self, operation: str, times: int | None = None) -> None:
+        """Leave the next `times` `operation` requests unanswered until `clear()`."""
+        self._add(_Rule(operation, "hold", 0, times))
+
     def clear(self) -> None:
-        """Remove every rule: from now on requests pass."""
+        """Remove every rule: from now on requests pass, and held ones are dropped."""
         with self._lock:
             self._rules.clear()
+        if self._released is not None:
+            self._loop.call_soon_threadsafe(self._released.set)
 
     def down(self) -> None:
         """Refuse connections and close the open ones, as a stopped S3 server."""
@@ -179,6 +188,7 @@ class FaultProxy:
         return None
 
     async def _start(self) -> None:
+        self._released = asyncio.Event()
         self._http = aiohttp.ClientSession(
             auto_decompress=False, timeout=aiohttp.ClientTimeout(total=60)
         )
@@ -213,6 +223,10 @@ class FaultProxy:
         operation = s3_operation(request.method, request.path, request.query, request.headers)
         rule = None if self._down else self._take(operation)
         if self._down or (rule is not None and rule.action == "drop"):
+            return self._hang_up(request)
+        if rule is not None and rule.action == "hold":
+            assert self._released is not None
+            await self._released.wait()
             return self._hang_up(request)
         body = await request.read()
         if rule is not None and rule.action == "status":
@@ -539,3 +553,113 @@ class TestFaultsDuringTheFinalPut:
             await push(http, registry)
         assert await blob_status(http, registry) == 200
         assert_no_wrong_content(seaweedfs_s3, bucket)
+
+
+class TestKillDuringTheFinalPut:
+    """kill -9 while a final PUT that carries the last chunk is being stored, after S3
+    assembled the multipart upload but before the content was copied under its digest:
+    the bucket then holds the assembled object and the session's state from before the
+    PUT's body. The issue's reproduction: POST, two PATCHes of 6 MB, PUT with 4 MB."""
+
+    BLOB = random.Random(16).randbytes(16_000_000)
+    DIGEST = sha256_digest(BLOB)
+    LAST = 12_000_000
+
+    async def crash_during_final_put(
+        self,
+        server: ServerProcess,
+        proxy: FaultProxy,
+        http: aiohttp.ClientSession,
+        operation: str = "CopyObject",
+    ) -> ChunkedUpload:
+        """Push all but the final PUT, send it with the last 4 MB, kill -9 the registry
+        while it waits on S3's `operation` (by default the copy under the digest, after
+        the upload was assembled), and start it again."""
+        upload = await ChunkedUpload.start(http, server, REPOSITORY)
+        for start in (0, 6_000_000):
+            assert (await upload.patch(self.BLOB[start : start + 6_000_000])).status == 202
+        proxy.hold(operation)
+        put = asyncio.create_task(upload.finish(self.DIGEST, self.BLOB[self.LAST :]))
+        deadline = time.monotonic() + PROMPT
+        while not proxy.injected[operation]:
+            assert time.monotonic() < deadline, f"the final PUT never reached {operation}"
+            assert not put.done(), put
+            await asyncio.sleep(0.05)
+        server.kill()
+        with contextlib.suppress(aiohttp.ClientError):
+            await put
+        proxy.clear()
+        server.start()
+        return upload
+
+    def session_keys(self, s3: S3Server, config: S3Config, upload: ChunkedUpload) -> list[str]:
+        upload_id = upload.location.path.rsplit("/", 1)[1]
+        prefix = (
+            f"{config.prefix}/docker/registry/v2/repositories/{REPOSITORY}/_uploads/{upload_id}"
+        )
+        return [
+            item["Key"]
+            for item in s3.client.list_objects_v2(Bucket=config.bucket, Prefix=prefix).get(
+                "Contents", ()
+            )
+        ]
+
+    @pytest.mark.parametrize(
+        ("operation", "body"),
+        [
+            # Assembled, not yet copied: the issue's case, the state predates the body.
+            ("CopyObject", True),
+            ("CopyObject", False),
+            # Not yet assembled: the upload goes on from the saved state.
+            ("CompleteMultipartUpload", True),
+        ],
+        ids=["assembled-same-put", "assembled-put-without-body", "unassembled-same-put"],
+    )
+    async def test_final_put_sent_again_after_the_crash_succeeds(
+        self,
+        operation: str,
+        body: bool,
+        registry: ServerProcess,
+        proxy: FaultProxy,
+        http: aiohttp.ClientSession,
+        seaweedfs_s3: S3Server,
+        bucket: S3Config,
+    ) -> None:
+        upload = await self.crash_during_final_put(registry, proxy, http, operation)
+        assert self.session_keys(seaweedfs_s3, bucket, upload), "the crash left the session"
+
+        last = self.BLOB[self.LAST :] if body else b""
+        again = await send(http, "PUT", upload.location.update_query(digest=self.DIGEST), last)
+
+        assert again.status == 201, (again.status, again.body[:300])
+        async with http.get(f"{registry.url}/v2/{REPOSITORY}/blobs/{self.DIGEST}") as response:
+            assert response.status == 200
+            assert await response.read() == self.BLOB
+        assert self.session_keys(seaweedfs_s3, bucket, upload) == []
+
+    async def test_patch_after_the_crash_is_upload_unknown_and_a_new_push_works(
+        self,
+        registry: ServerProcess,
+        proxy: FaultProxy,
+        http: aiohttp.ClientSession,
+        seaweedfs_s3: S3Server,
+        bucket: S3Config,
+    ) -> None:
+        upload = await self.crash_during_final_put(registry, proxy, http)
+
+        more = await send(
+            http,
+            "PATCH",
+            upload.location,
+            self.BLOB[self.LAST :],
+            **{"Content-Range": f"{self.LAST}-{len(self.BLOB) - 1}"},
+        )
+
+        assert more.status == 404, (more.status, more.body[:300])
+        assert json.loads(more.body)["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+        assert self.session_keys(seaweedfs_s3, bucket, upload) == []
+        fresh = await ChunkedUpload.start(http, registry, REPOSITORY)
+        assert (await fresh.patch(self.BLOB)).status == 202
+        assert (await fresh.finish(self.DIGEST)).status == 201
+        async with http.get(f"{registry.url}/v2/{REPOSITORY}/blobs/{self.DIGEST}") as response:
+            assert await response.read() == self.BLOB
