@@ -26,7 +26,10 @@ async def mount_from_any(
     None, with nothing linked, if no content is stored under `digest` (one
     storage stat: the usual case for a new layer, which spares the search) or
     no readable repository links it. Repositories are searched in name order,
-    `name` itself first; each one not yet in the index is loaded from storage.
+    `name` itself first, in the tag index (each one not yet loaded is loaded);
+    the one found is confirmed by storage (`BlobStore.mount`). A link another
+    process wrote that the index has not heard of yet is missed: the client
+    then uploads the blob, which is never wrong.
     """
     if await blobs.content_size(digest) is None:
         return None
