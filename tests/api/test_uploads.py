@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.api.oci import digest_of, error_codes, push_blob
@@ -324,13 +325,14 @@ class TestChunksOutOfPlace:
         assert response.status == 416
         assert response.headers["Location"] == location
 
-    async def test_patch_longer_than_its_content_range_is_refused_and_appends_nothing(
-        self, client: TestClient
+    @pytest.mark.parametrize("length", [150, 50, 0], ids=["longer", "shorter", "empty"])
+    async def test_patch_whose_length_disagrees_with_its_content_range_appends_nothing(
+        self, client: TestClient, length: int
     ) -> None:
         location = await start(client)
         await client.patch(location, data=b"a" * 100, headers={"Content-Range": "0-99"})
         response = await client.patch(
-            location, data=b"b" * 150, headers={"Content-Range": "100-199"}
+            location, data=b"b" * length, headers={"Content-Range": "100-199"}
         )
         assert response.status == 400
         assert await error_codes(response) == ["SIZE_INVALID"]
@@ -341,18 +343,6 @@ class TestChunksOutOfPlace:
         )
         assert response.status == 202
         assert response.headers["Range"] == "0-199"
-
-    async def test_patch_shorter_than_its_content_range_is_refused_and_appends_nothing(
-        self, client: TestClient
-    ) -> None:
-        location = await start(client)
-        await client.patch(location, data=b"a" * 100, headers={"Content-Range": "0-99"})
-        response = await client.patch(
-            location, data=b"b" * 50, headers={"Content-Range": "100-199"}
-        )
-        assert response.status == 400
-        assert await error_codes(response) == ["SIZE_INVALID"]
-        assert (await client.get(location)).headers["Range"] == "0-99"
 
 
 class TestMountWithoutSource:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -18,6 +17,7 @@ from registry.config import Config, ConfigError, HttpConfig, LimitsConfig
 from registry.drivers.inmemory import InMemoryDriver
 from tests.api.oci import OCI_MANIFEST, digest_of
 from tests.auth.conftest import Serve
+from tests.rawhttp import RawRequest
 
 LIMITS = Config(limits=LimitsConfig(max_manifest_bytes=1000, max_blob_bytes=1000))
 
@@ -104,39 +104,6 @@ class TestHeaderLimit:
             assert (await client.get("/v2/", headers={"X-Padding": "p" * 500})).status == 200
 
 
-class StalledRequest:
-    """A request whose headers and first body bytes were sent, and then nothing more."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def send(
-        cls, client: TestClient, method: str, path: str, sent: bytes, announced: int, **headers: str
-    ) -> StalledRequest:
-        reader, writer = await asyncio.open_connection(client.host, client.port)
-        lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Content-Length: {announced}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + sent)
-        await writer.drain()
-        return cls(reader, writer)
-
-    async def answer(self, wait: float = 10.0) -> tuple[int, dict[str, str], bytes, bool]:
-        """(status, headers, body, whether the server then closed the connection)."""
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), wait)
-        status_line, *header_lines = head.decode().split("\r\n")
-        headers = dict(line.split(": ", 1) for line in header_lines if line)
-        body = await self.reader.readexactly(int(headers.get("Content-Length", "0")))
-        closed = await asyncio.wait_for(self.reader.read(1), wait) == b""
-        return int(status_line.split()[1]), headers, body, closed
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
 def limits(**changes: Any) -> Config:
     """A configuration with `[limits]` keys changed, trusting X-Forwarded-For from loopback
     so that tests can speak as several clients."""
@@ -155,9 +122,10 @@ class TestBodyIdleTimeout:
     ) -> None:
         client = await serve(limits(body_idle_timeout_seconds=0.5))
         location = await open_session(client)
-        stalled = await StalledRequest.send(client, "PATCH", location, b"x" * 10, 1000)
+        stalled = await RawRequest.open(client.port, "PATCH", location, 1000, b"x" * 10)
         try:
-            status, _, body, closed = await stalled.answer()
+            status, _, body = await stalled.answer()
+            closed = await stalled.closed_by_server()
         finally:
             await stalled.close()
         assert status == 408
@@ -171,11 +139,12 @@ class TestBodyIdleTimeout:
 
     async def test_stalled_manifest_put_is_answered_408(self, serve: Serve) -> None:
         client = await serve(limits(body_idle_timeout_seconds=0.5))
-        stalled = await StalledRequest.send(
-            client, "PUT", "/v2/a/manifests/v1", b"{", 500, **{"Content-Type": OCI_MANIFEST}
+        stalled = await RawRequest.open(
+            client.port, "PUT", "/v2/a/manifests/v1", 500, b"{", **{"Content-Type": OCI_MANIFEST}
         )
         try:
-            status, _, _, closed = await stalled.answer()
+            status, _, _ = await stalled.answer()
+            closed = await stalled.closed_by_server()
         finally:
             await stalled.close()
         assert status == 408
@@ -186,11 +155,11 @@ class TestBodyIdleTimeout:
     ) -> None:
         client = await serve(limits(body_idle_timeout_seconds=0.5))
         digest = digest_of(b"x" * 100)
-        stalled = await StalledRequest.send(
-            client, "POST", f"/v2/a/blobs/uploads/?digest={digest}", b"x" * 10, 100
+        stalled = await RawRequest.open(
+            client.port, "POST", f"/v2/a/blobs/uploads/?digest={digest}", 100, b"x" * 10
         )
         try:
-            status, _, _, _ = await stalled.answer()
+            status, _, _ = await stalled.answer()
         finally:
             await stalled.close()
         assert status == 408
@@ -208,7 +177,7 @@ class TestConcurrentUploads:
         client = await serve(limits(max_concurrent_uploads_per_client=2))
         a = {"X-Forwarded-For": "10.0.0.1"}
         held = [
-            await StalledRequest.send(client, "PATCH", await open_session(client), b"x", 100, **a)
+            await RawRequest.open(client.port, "PATCH", await open_session(client), 100, b"x", **a)
             for _ in range(2)
         ]
         try:
@@ -229,8 +198,13 @@ class TestConcurrentUploads:
     async def test_upload_over_the_total_bound_is_429_whoever_sends_it(self, serve: Serve) -> None:
         client = await serve(limits(max_concurrent_uploads=2))
         held = [
-            await StalledRequest.send(
-                client, "PATCH", await open_session(client), b"x", 100, **{"X-Forwarded-For": ip}
+            await RawRequest.open(
+                client.port,
+                "PATCH",
+                await open_session(client),
+                100,
+                b"x",
+                **{"X-Forwarded-For": ip},
             )
             for ip in ["10.0.0.1", "10.0.0.2"]
         ]

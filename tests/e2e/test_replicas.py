@@ -71,8 +71,10 @@ def digest_of_tag(server: ServerProcess | HAProxy, name: str, tag: str) -> str |
     status, headers, _ = http_get(
         server,  # type: ignore[arg-type]
         f"/v2/{name}/manifests/{tag}",
-        {"Accept": "application/vnd.oci.image.index.v1+json, "
-                   "application/vnd.oci.image.manifest.v1+json"},
+        {
+            "Accept": "application/vnd.oci.image.index.v1+json, "
+            "application/vnd.oci.image.manifest.v1+json"
+        },
         method="HEAD",
     )
     return headers.get("Docker-Content-Digest") if status == 200 else None
@@ -81,8 +83,15 @@ def digest_of_tag(server: ServerProcess | HAProxy, name: str, tag: str) -> str |
 def copy_all(skopeo: Skopeo, copies: list[tuple[str, str, tuple[str, ...]]]) -> None:
     """Run the `skopeo copy`s at once; each must succeed."""
     running = [
-        skopeo.spawn("copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
-                     *options, source, destination)
+        skopeo.spawn(
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            *options,
+            source,
+            destination,
+        )
         for source, destination, options in copies
     ]
     for process in running:
@@ -254,15 +263,23 @@ class TestReplicasBehindHAProxy:
     ) -> None:
         servers, _ = replicas
         skopeo.copy(images.oci("app"), docker_ref(servers[0], "lib/app", "latest"))
-        eventually(lambda: all(digest_of_tag(s, "lib/app", "latest") == images.app.digest
-                               for s in servers))
+        eventually(
+            lambda: all(digest_of_tag(s, "lib/app", "latest") == images.app.digest for s in servers)
+        )
         skopeo.copy(images.oci("tool"), docker_ref(servers[1], "lib/app", "latest"))
-        eventually(lambda: all(digest_of_tag(s, "lib/app", "latest") == images.tool.digest
-                               for s in servers))
+        eventually(
+            lambda: all(
+                digest_of_tag(s, "lib/app", "latest") == images.tool.digest for s in servers
+            )
+        )
         status, _, _ = http_get(servers[2], "/v2/lib/app/manifests/latest", method="DELETE")
         assert status == 202
-        eventually(lambda: all(digest_of_tag(s, "lib/app", "latest") is None
-                               and tags(s, "lib/app") == [] for s in servers))
+        eventually(
+            lambda: all(
+                digest_of_tag(s, "lib/app", "latest") is None and tags(s, "lib/app") == []
+                for s in servers
+            )
+        )
 
     def test_a_replica_killed_with_sigkill_catches_up_after_restart(
         self,
@@ -275,8 +292,9 @@ class TestReplicasBehindHAProxy:
         servers[2].kill()
         skopeo.copy(images.oci("app"), docker_ref(balancer, "while/down", "v1"))  # type: ignore[arg-type]
         servers[2].start()
-        eventually(lambda: "while/down" in catalog(servers[2])
-                   and tags(servers[2], "while/down") == ["v1"])
+        eventually(
+            lambda: "while/down" in catalog(servers[2]) and tags(servers[2], "while/down") == ["v1"]
+        )
         assert_serves_image(skopeo, servers[2], "while/down", "v1", images.app, tmp_path)
 
     def test_a_replica_sees_what_distribution_writes_to_the_bucket(
@@ -292,8 +310,10 @@ class TestReplicasBehindHAProxy:
         servers, _ = replicas
         distribution = distribution_factory(s3=bucket)
         skopeo.copy(images.oci("tool"), docker_ref(distribution, "from/distribution", "v1"))
-        eventually(lambda: all("from/distribution" in catalog(s)
-                               and tags(s, "from/distribution") == ["v1"] for s in servers))
-        assert_serves_image(
-            skopeo, servers[0], "from/distribution", "v1", images.tool, tmp_path
+        eventually(
+            lambda: all(
+                "from/distribution" in catalog(s) and tags(s, "from/distribution") == ["v1"]
+                for s in servers
+            )
         )
+        assert_serves_image(skopeo, servers[0], "from/distribution", "v1", images.tool, tmp_path)

@@ -10,7 +10,6 @@ test's: a trickle, a stall, a `Content-Length` the body never reaches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ import pytest
 from tests.e2e.checks import ChunkedUpload
 from tests.e2e.ocilayout import sha256_digest
 from tests.e2e.processes import ServerFactory, ServerProcess
+from tests.rawhttp import RawRequest
 
 pytestmark = pytest.mark.e2e
 
@@ -44,49 +44,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-class RawRequest:
-    """One request written byte by byte on its own connection."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(
-        cls, server: ServerProcess, method: str, path: str, length: int, **headers: str
-    ) -> RawRequest:
-        """Connect and send the request line and headers, announcing `length` body bytes."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {server.host}", f"Content-Length: {length}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        await writer.drain()
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def answer(self) -> tuple[int, dict[str, str], bytes]:
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 30)
-        status_line, *lines = head.decode().split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines if line)
-        body = await self.reader.readexactly(int(headers.get("Content-Length", "0")))
-        return int(status_line.split()[1]), headers, body
-
-    async def closed_by_server(self) -> bool:
-        """Whether the server closes the connection (within a few seconds)."""
-        try:
-            return await asyncio.wait_for(self.reader.read(1), 5) == b""
-        except ConnectionResetError:
-            return True
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
 async def session_path(http: aiohttp.ClientSession, server: ServerProcess) -> str:
     upload = await ChunkedUpload.start(http, server, REPOSITORY)
     return upload.location.path
@@ -99,7 +56,7 @@ class TestSlowClients:
         """A byte every IDLE/4 seconds for 2.5 x IDLE: slow, but never idle for IDLE."""
         path = await session_path(http, registry)
         data = bytes(range(10))
-        request = await RawRequest.open(registry, "PATCH", path, len(data))
+        request = await RawRequest.open(registry.port, "PATCH", path, len(data))
         started = time.monotonic()
         try:
             for byte in data:
@@ -122,7 +79,7 @@ class TestSlowClients:
         self, registry: ServerProcess, http: aiohttp.ClientSession
     ) -> None:
         path = await session_path(http, registry)
-        request = await RawRequest.open(registry, "PATCH", path, 1000)
+        request = await RawRequest.open(registry.port, "PATCH", path, 1000)
         started = time.monotonic()
         try:
             await request.send(b"a" * 100)
@@ -150,7 +107,9 @@ class TestSlowClients:
         """PER_CLIENT stalled PATCHes are held, the next is refused at once; once the idle
         timeout has ended them all, the client may upload again."""
         stalled = [
-            await RawRequest.open(registry, "PATCH", await session_path(http, registry), 10_000)
+            await RawRequest.open(
+                registry.port, "PATCH", await session_path(http, registry), 10_000
+            )
             for _ in range(PER_CLIENT)
         ]
         try:
