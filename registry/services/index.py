@@ -273,9 +273,7 @@ class TagIndex:
     # -- loading from storage --------------------------------------------------
 
     @classmethod
-    async def discover(
-        cls, driver: StorageDriver, negative_ttl: float = 1.0
-    ) -> TagIndex:
+    async def discover(cls, driver: StorageDriver, negative_ttl: float = 1.0) -> TagIndex:
         """An index of the repositories `driver` holds under Distribution's layout, all pending."""
         started = time.monotonic()
         index = cls(driver, negative_ttl)
