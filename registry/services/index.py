@@ -82,9 +82,10 @@ class TagIndex:
     load(name)` first (asking before is a programming error and raises
     `RuntimeError`). Synchronous queries answer from memory and never fail
     on a missing repository: a miss there means "not known here". Mutators
-    are called only after the corresponding storage write succeeded. An
-    index made without a driver has no storage to ask: it is only what it
-    was told.
+    are called only after the corresponding storage write succeeded; one on
+    a pending repository (another request may be loading it) is applied once
+    the load is installed. An index made without a driver has no storage to
+    ask: it is only what it was told.
     """
 
     def __init__(
@@ -99,6 +100,8 @@ class TagIndex:
         self._pending: set[str] = set()
         # Pending repositories this index had not heard of until asked.
         self._probing: set[str] = set()
+        # Changes to pending repositories, applied once they are loaded.
+        self._deferred: dict[str, list[Callable[[], object]]] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._sorted_repos: list[str] | None = None
         # Readers of storage in flight, by what they read: ("repo", name), or
@@ -180,10 +183,14 @@ class TagIndex:
     # -- mutators ------------------------------------------------------------
 
     def add_layer(self, name: str, digest: str) -> None:
+        if self._defer(name, functools.partial(self.add_layer, name, digest)):
+            return
         self._touch(name, ("layer", name, digest))
         self._repo(name).layers.add(digest)
 
     def remove_layer(self, name: str, digest: str) -> None:
+        if self._defer(name, functools.partial(self.remove_layer, name, digest)):
+            return
         self._touch(name, ("layer", name, digest))
         repo = self._get(name)
         if repo:
@@ -191,15 +198,19 @@ class TagIndex:
             self._drop_if_empty(name, repo)
 
     def add_manifest(self, name: str, digest: str) -> None:
+        if self._defer(name, functools.partial(self.add_manifest, name, digest)):
+            return
         self._touch(name, ("manifest", name, digest))
         self._repo(name).manifests.add(digest)
 
-    def remove_manifest(self, name: str, digest: str) -> list[str]:
-        """Forget manifest `digest` and every tag pointing at it; return those tags."""
+    def remove_manifest(self, name: str, digest: str) -> None:
+        """Forget manifest `digest` and every tag pointing at it."""
+        if self._defer(name, functools.partial(self.remove_manifest, name, digest)):
+            return
         self._touch(name, ("manifest", name, digest))
         repo = self._get(name)
         if repo is None:
-            return []
+            return
         repo.manifests.discard(digest)
         dropped = [t for t, d in repo.tags.items() if d == digest]
         for tag in dropped:
@@ -209,10 +220,11 @@ class TagIndex:
         if dropped:
             repo._sorted_tags = None
         self._drop_if_empty(name, repo)
-        return dropped
 
     def set_tag(self, name: str, tag: str, digest: str, pushed: float | None = None) -> None:
         """Point `tag` at `digest`; `pushed` is when (now if not given)."""
+        if self._defer(name, functools.partial(self.set_tag, name, tag, digest, pushed)):
+            return
         self._touch(name, ("tag", name, tag))
         repo = self._repo(name)
         self._absent.pop(("tag", name, tag), None)
@@ -222,6 +234,8 @@ class TagIndex:
         repo.pushed[tag] = self._clock() if pushed is None else pushed
 
     def remove_tag(self, name: str, tag: str) -> None:
+        if self._defer(name, functools.partial(self.remove_tag, name, tag)):
+            return
         self._touch(name, ("tag", name, tag))
         repo = self._get(name)
         if repo and repo.tags.pop(tag, None) is not None:
@@ -236,6 +250,18 @@ class TagIndex:
             self._absent.pop(("repo", name), None)
             self._sorted_repos = None
         return repo
+
+    def _defer(self, name: str, mutation: Callable[[], object]) -> bool:
+        """Hold `mutation` until the load of pending repository `name` is installed.
+
+        A load under way may have read storage before the write this mutation
+        records; applied after it, the write is not lost. If the load fails the
+        mutation is dropped: the next load reads the write from storage.
+        """
+        if name not in self._pending:
+            return False
+        self._deferred.setdefault(name, []).append(mutation)
+        return True
 
     def _touch(self, name: str, entry: tuple[str, ...]) -> None:
         """Mark the storage readers that what they read may be older than this change."""
@@ -342,6 +368,7 @@ class TagIndex:
         try:
             repo = await self.read_repository(name)
         except BaseException:
+            self._deferred.pop(name, None)
             if name in self._probing:
                 # Unknown before this load: leave it unknown, not pending.
                 self._pending.discard(name)
@@ -358,6 +385,8 @@ class TagIndex:
             self._absent[("repo", name)] = True
         else:
             self._repos[name] = repo
+        for mutation in self._deferred.pop(name, ()):
+            mutation()
 
     async def read_repository(self, name: str) -> RepositoryIndex:
         """What storage holds of repository `name` now, read afresh (empty if nothing).

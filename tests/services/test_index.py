@@ -93,7 +93,8 @@ class TestMutations:
         index.add_manifest("a", "d1")
         index.set_tag("a", "t1", "d1")
         index.set_tag("a", "t2", "d1")
-        assert sorted(index.remove_manifest("a", "d1")) == ["t1", "t2"]
+        index.remove_manifest("a", "d1")
+        assert index.tags("a") == []
         assert not index.has_repository("a")
 
     def test_tag_listing_stays_sorted_after_changes(self) -> None:
@@ -338,3 +339,32 @@ class TestRefresh:
         assert index.repositories() == ["added", "lib/app"]
         assert index.tags("lib/app") == ["v1", "v2"]
         assert await index.reconcile() == 0
+
+
+class TestWritesDuringALoad:
+    async def test_a_write_recorded_while_a_load_is_under_way_is_kept_after_it(
+        self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The load read storage before the write; the write must not vanish when it lands."""
+        index = TagIndex(driver, negative_ttl=0)
+        walk = driver.walk
+        walking = asyncio.Event()
+        release = asyncio.Event()
+
+        async def slow_walk(path: str, start_after: str | None = None) -> AsyncIterator[FileInfo]:
+            walking.set()
+            await release.wait()
+            async for info in walk(path, start_after):
+                yield info
+
+        monkeypatch.setattr(driver, "walk", slow_walk)
+        load = asyncio.create_task(index.load("lib/new"))
+        await walking.wait()
+        # A push into the new repository finishes while the load reads storage.
+        await driver.put_content(layout.layer_link("lib/new", digest(1)), b"x")
+        index.add_layer("lib/new", str(digest(1)))
+        index.set_tag("lib/new", "v1", str(digest(2)))
+        release.set()
+        await load
+        assert index.has_layer("lib/new", str(digest(1)))
+        assert index.resolve_tag("lib/new", "v1") == str(digest(2))
