@@ -28,6 +28,7 @@ import jinja2
 from aiohttp import web
 
 from registry.api.context import REGISTRY
+from registry.digest import Digest
 from registry.errors import Denied, ManifestUnknown, NameInvalid, NameUnknown, RegistryError
 from registry.reference import is_tag, validate_name
 from registry.ui import views
@@ -77,7 +78,7 @@ def _page(handler: PageHandler) -> Callable[[Pages, web.Request], Awaitable[web.
     """Run `handler` with the visit's session (issued on first sight) and HTML errors."""
 
     async def run(self: Pages, request: web.Request) -> web.Response:
-        session = self.gate.session_of(request)
+        session = await self.gate.session_of(request)
         fresh = session is None
         if session is None:
             session = self.gate.new_session()
@@ -121,6 +122,7 @@ class Pages:
     async def _open(self, app: web.Application) -> None:
         # The registry exists once the app's cleanup context has opened it, before this runs.
         self._reader = Reader(app[REGISTRY])
+        await self.gate.open(app[REGISTRY].driver)
 
     @property
     def reader(self) -> Reader:
@@ -206,7 +208,7 @@ class Pages:
     @_page
     async def delete(self, visit: Visit) -> web.Response:
         form = await visit.request.post()
-        if not self._form_ok(visit, form):
+        if not await self._form_ok(visit, form):
             return self.render(visit, "error.html", {"message": _STALE_FORM}, 403)
         name, reference, _ = await self._deletable(visit, form)
         await visit.request.app[REGISTRY].manifests.delete(name, reference)
@@ -219,11 +221,13 @@ class Pages:
         if not visit.may_delete(name):
             raise Denied("deleting is not allowed here")
         reference = str(values.get("reference", ""))
-        await self.reader.index.load(name)
+        index = self.reader.index
         if is_tag(reference):
-            digest = self.reader.index.resolve_tag(name, reference)
+            digest = await index.find_tag(name, reference)
         else:
-            digest = reference if self.reader.index.has_manifest(name, reference) else None
+            digest = str(Digest.parse(reference))
+            if not await index.find_manifest(name, digest):
+                digest = None
         if digest is None:
             raise ManifestUnknown("no such tag or manifest")
         return name, reference, digest
@@ -252,7 +256,7 @@ class Pages:
         target = _local(str(form.get("next", "")))
         if not self.gate.has_logins:
             return _see_other(PREFIX)
-        if not self._form_ok(visit, form):
+        if not await self._form_ok(visit, form):
             return self.render(visit, "error.html", {"message": _STALE_FORM}, 403)
         user = str(form.get("username", ""))[:256]
         if not user or not await self.gate.check_password(user, str(form.get("password", ""))):
@@ -266,7 +270,7 @@ class Pages:
     @_page
     async def logout(self, visit: Visit) -> web.Response:
         form = await visit.request.post()
-        if not self._form_ok(visit, form):
+        if not await self._form_ok(visit, form):
             return self.render(visit, "error.html", {"message": _STALE_FORM}, 403)
         response = _see_other(PREFIX)
         self.gate.set_cookie(visit.request, response, self.gate.new_session())
@@ -284,12 +288,12 @@ class Pages:
             raise NameUnknown("no such repository")
         return name
 
-    def _form_ok(self, visit: Visit, form: Any) -> bool:
+    async def _form_ok(self, visit: Visit, form: Any) -> bool:
         """True if a posted form carries the session's token and no foreign Origin."""
         origin = visit.request.headers.get("Origin")
         if origin and origin != f"{visit.request.scheme}://{visit.request.host}":
             return False
-        return self.gate.check_csrf(visit.session, str(form.get("csrf", "")))
+        return await self.gate.check_csrf(visit.session, str(form.get("csrf", "")))
 
 
 _STALE_FORM = "This form has expired or did not come from this page. Go back, reload and try again."

@@ -12,13 +12,13 @@ The page knows the API's users and obeys its rules:
 - `token` with an external token server: the users are not known here, so
   the page is not served at all (`page_available` is False).
 
-A browser holds one session cookie, signed with a key drawn at start-up
-(HMAC-SHA256): a random session id, the user name if logged in, and an expiry.
-Every visitor gets one on the first page, so that every form carries a token
-bound to it: `csrf_token` is an HMAC of the session id and user, checked with
-`hmac.compare_digest`. The cookie is HttpOnly and SameSite=Strict (Secure over
-HTTPS), so another site can neither read it nor send it with a forged form.
-A restart draws a new key: everyone logs in again.
+A browser holds one session cookie, signed (HMAC-SHA256) with a key that
+every process of the storage shares (`keys`): a random session id, the user
+name if logged in, and an expiry. Every visitor gets one on the first page, so
+that every form carries a token bound to it: `csrf_token` is an HMAC of the
+session id and user, checked with `hmac.compare_digest`. The cookie is
+HttpOnly and SameSite=Strict (Secure over HTTPS), so another site can neither
+read it nor send it with a forged form.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from aiohttp import web
 
 from registry.auth.access import DELETE, PULL, REPOSITORY, Access, Policy
 from registry.config import Config
+from registry.drivers.base import StorageDriver
+from registry.ui.keys import SessionKeys
 
 if TYPE_CHECKING:
     from registry.auth.htpasswd import Htpasswd
@@ -62,7 +64,8 @@ class Gate:
 
     def __init__(self, config: Config) -> None:
         auth = config.auth
-        self._key = secrets.token_bytes(32)
+        self._keys: SessionKeys | None = None
+        self._read_only = config.storage.read_only
         self._deletes = config.storage.delete and not config.storage.read_only
         self._policy: Policy | None = None
         self._users: Htpasswd | None = None
@@ -73,6 +76,20 @@ class Gate:
 
             self._policy = Policy(auth.access, auth.groups)
             self._users = Htpasswd(auth.htpasswd.path)
+
+    async def open(self, driver: StorageDriver) -> None:
+        """Read (or make) the signing keys in `driver`'s storage; before any request.
+
+        Raises `StorageError` if storage fails.
+        """
+        keys = SessionKeys(driver, may_write=not self._read_only)
+        await keys.open()
+        self._keys = keys
+
+    @property
+    def keys(self) -> SessionKeys:
+        assert self._keys is not None, "Gate.open was not awaited"
+        return self._keys
 
     @property
     def has_logins(self) -> bool:
@@ -98,7 +115,7 @@ class Gate:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def session_of(self, request: web.Request) -> Session | None:
+    async def session_of(self, request: web.Request) -> Session | None:
         """The request's session if its cookie is ours, unaltered and current; else None."""
         raw = request.cookies.get(COOKIE, "")
         sid, _, rest = raw.partition(".")
@@ -107,7 +124,7 @@ class Gate:
         if not (sid and expires_text.isdigit() and mac):
             return None
         payload = f"{sid}.{user_b64}.{expires_text}"
-        if not hmac.compare_digest(mac, self._mac("session", payload)):
+        if not await self._verify("session", payload, mac):
             return None
         expires = int(expires_text)
         if expires < time.time():
@@ -130,7 +147,7 @@ class Gate:
         payload = f"{session.sid}.{user_b64}.{session.expires}"
         response.set_cookie(
             COOKIE,
-            f"{payload}.{self._mac('session', payload)}",
+            f"{payload}.{self._mac('session', payload, self.keys.signing)}",
             path=_PATH,
             max_age=max(0, session.expires - int(time.time())),
             httponly=True,
@@ -140,12 +157,29 @@ class Gate:
 
     def csrf_token(self, session: Session) -> str:
         """The token the session's forms carry; it changes with the session and the user."""
-        return self._mac("csrf", f"{session.sid}.{session.user or ''}")
+        return self._mac("csrf", _csrf_payload(session), self.keys.signing)
 
-    def check_csrf(self, session: Session, token: str) -> bool:
-        """True if `token` is the session's form token."""
-        return hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
+    async def check_csrf(self, session: Session, token: str) -> bool:
+        """True if `token` is the session's form token (made by any process of the storage)."""
+        return await self._verify("csrf", _csrf_payload(session), token)
 
-    def _mac(self, purpose: str, payload: str) -> str:
-        digest = hmac.new(self._key, f"{purpose}\0{payload}".encode(), hashlib.sha256).digest()
+    async def _verify(self, purpose: str, payload: str, mac: str) -> bool:
+        if self._matches(purpose, payload, mac):
+            return True
+        # Perhaps signed by a process whose key this one has not read yet.
+        return await self.keys.refresh() and self._matches(purpose, payload, mac)
+
+    def _matches(self, purpose: str, payload: str, mac: str) -> bool:
+        return any(
+            hmac.compare_digest(mac.encode(), self._mac(purpose, payload, key).encode())
+            for key in self.keys.trusted
+        )
+
+    @staticmethod
+    def _mac(purpose: str, payload: str, key: bytes) -> str:
+        digest = hmac.new(key, f"{purpose}\0{payload}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _csrf_payload(session: Session) -> str:
+    return f"{session.sid}.{session.user or ''}"

@@ -4,14 +4,17 @@ Images are pushed with skopeo (`copy --all` for the multi-platform one) from
 the OCI layout the other end-to-end tests use; the browser then goes where a
 user goes: the repository list, a repository, a manifest list and its platform
 table, a platform's image and its layers, a tag deleted through the form, and a
-login. Each page is saved as a screenshot; the directory is printed (run with
-`-s` to see it) and kept with pytest's temporary directories.
+login. The delete and login tests run two workers, so a session made by one
+process is used on the other. Each page is saved as a screenshot; the
+directory is printed (run with `-s` to see it) and kept with pytest's
+temporary directories.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bcrypt
@@ -32,6 +35,8 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_SECONDS = 20
+#: Two workers agree within the change feed's interval (1 s); this leaves a margin.
+CONVERGE_SECONDS = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +93,14 @@ def table_rows(browser: WebDriver, table_id: str) -> list[list[str]]:
     return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
 
 
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Return once `check()` is true; fail after `CONVERGE_SECONDS`."""
+    deadline = time.monotonic() + CONVERGE_SECONDS
+    while not check():
+        assert time.monotonic() < deadline, f"never true: {what}"
+        time.sleep(0.2)
+
+
 def shoot(browser: WebDriver, screenshots: Path, name: str) -> None:
     path = screenshots / f"{name}.png"
     assert browser.save_screenshot(str(path)), f"no screenshot saved at {path}"
@@ -136,16 +149,21 @@ class TestBrowsing:
 
     def test_deleting_a_tag_through_the_form_removes_it_from_the_api(
         self,
-        cargobay: ServerProcess,
+        cargobay_factory: ServerFactory,
         skopeo: Skopeo,
         images: SourceImages,
         browser: WebDriver,
         screenshots: Path,
     ) -> None:
+        cargobay = cargobay_factory(workers=2)
         skopeo.copy(images.oci("app"), docker_ref(cargobay, "e2e/app", "1.0"))
         skopeo.copy(images.oci("app"), docker_ref(cargobay, "e2e/app", "keep"))
 
-        browser.get(f"{cargobay.url}/ui/r/e2e/app/-/m/1.0")
+        def delete_link() -> bool:
+            browser.get(f"{cargobay.url}/ui/r/e2e/app/-/m/1.0")
+            return bool(browser.find_elements(By.ID, "delete-tag"))
+
+        eventually(delete_link, "both workers know e2e/app:1.0")
         browser.find_element(By.ID, "delete-tag").click()
         WebDriverWait(browser, WAIT_SECONDS).until(
             expected_conditions.presence_of_element_located((By.ID, "confirm-delete"))
@@ -158,10 +176,11 @@ class TestBrowsing:
         )
         assert [row[0] for row in table_rows(browser, "tags")] == ["keep"]
 
-        status, _, _ = http_get(cargobay, "/v2/e2e/app/manifests/1.0")
-        assert status == 404
-        status, _, _ = http_get(cargobay, "/v2/e2e/app/manifests/keep")
-        assert status == 200
+        def gone_everywhere() -> bool:  # each request may reach either worker
+            return all(http_get(cargobay, "/v2/e2e/app/manifests/1.0")[0] == 404 for _ in range(6))
+
+        eventually(gone_everywhere, "GET /v2/e2e/app/manifests/1.0 answers 404")
+        assert http_get(cargobay, "/v2/e2e/app/manifests/keep")[0] == 200
 
 
 class TestLogin:
@@ -187,6 +206,7 @@ actions = ["pull"]
             )
         )
         return cargobay_factory(
+            workers=2,
             extra_config=f'[auth]\nmode = "htpasswd"\n[auth.htpasswd]\npath = "{htpasswd}"\n'
             + self.RULES
         )
@@ -204,6 +224,14 @@ actions = ["pull"]
                 images.oci("app"), docker_ref(server, name, "1.0"), "--dest-creds=alice:alice-pw"
             )
 
+        def listed(names: list[str]) -> Callable[[], bool]:
+            def check() -> bool:
+                browser.get(server.url + "/ui/")
+                shown = [row[0] for row in table_rows(browser, "repositories")]
+                return shown == names
+
+            return check
+
         browser.get(server.url + "/ui/")
         assert browser.find_elements(By.ID, "repositories") == []
         browser.find_element(By.ID, "login").click()
@@ -214,7 +242,12 @@ actions = ["pull"]
             expected_conditions.presence_of_element_located((By.ID, "user"))
         )
         assert visible_text(browser, "user") == "bob"
-        assert [row[0] for row in table_rows(browser, "repositories")] == ["e2e/app"]
+        # Logged in on one worker; page after page reaches either, and each knows bob.
+        eventually(listed(["e2e/app"]), "bob sees e2e/app, and only it, on both workers")
+        for _ in range(6):
+            browser.get(server.url + "/ui/")
+            assert visible_text(browser, "user") == "bob"
+            assert [row[0] for row in table_rows(browser, "repositories")] == ["e2e/app"]
         shoot(browser, screenshots, "logged-in")
 
         browser.get(server.url + "/ui/r/secret/app")
