@@ -6,8 +6,8 @@ list its children: summaries are kept per digest in a bounded LRU cache, since
 content under a digest never changes, so a repository page seen once is then
 answered from memory. Config blobs are read only up to `MAX_CONFIG_BYTES`.
 
-Push times come from the index where it records them (`TagIndex.pushed_at`,
-`TagIndex.last_push`); an index that does not answers "unknown" (None).
+Push times are the index's (`TagIndex.pushed_at`, `last_push`): when a tag
+was last pointed at its digest; None ("unknown") where it has none.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Reader:
                 names.append(name)
         await asyncio.gather(*(self.index.load(name) for name in names))
         rows = tuple(
-            RepositoryRow(name, len(self.index.tags(name)), last_push(self.index, name))
+            RepositoryRow(name, len(self.index.tags(name)), self.index.last_push(name))
             for name in names
         )
         return Page(rows, names[-1] if more else None)
@@ -137,7 +137,7 @@ class Reader:
         digests = [self.index.resolve_tag(name, tag) or "" for tag in shown]
         summaries = await asyncio.gather(*(self.summary(name, digest) for digest in digests))
         rows = tuple(
-            TagRow(tag, digest, summary, pushed_at(self.index, name, tag))
+            TagRow(tag, digest, summary, self.index.pushed_at(name, tag))
             for tag, digest, summary in zip(shown, digests, summaries, strict=True)
         )
         return Page(rows, shown[-1] if len(tags) > n else None)
@@ -238,7 +238,7 @@ class Reader:
             entries=views.cut(document.entries, start, views.PAGE_ROWS),
             history=views.cut(history, start, views.PAGE_ROWS),
             referrers=await self._referrers(name, stored.digest),
-            tags=tuple((tag, pushed_at(self.index, name, tag)) for tag in tags),
+            tags=tuple((tag, self.index.pushed_at(name, tag)) for tag in tags),
             raw_json=raw_json,
             raw_cut=raw_cut,
         )
@@ -256,17 +256,3 @@ class Reader:
             )
             groups.setdefault(referrer.artifact_type, []).append(referrer)
         return tuple((kind, tuple(rows)) for kind, rows in sorted(groups.items()))
-
-
-def pushed_at(index: TagIndex, name: str, tag: str) -> float | None:
-    """When `tag` of `name` was last pushed (epoch seconds), if the index records it."""
-    recorded = getattr(index, "pushed_at", None)
-    when: float | None = recorded(name, tag) if recorded is not None else None
-    return when
-
-
-def last_push(index: TagIndex, name: str) -> float | None:
-    """When a tag of `name` was last pushed (epoch seconds), if the index records it."""
-    recorded = getattr(index, "last_push", None)
-    when: float | None = recorded(name) if recorded is not None else None
-    return when

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,16 @@ class TestRepositoryPage:
         assert f"docker pull 127.0.0.1:{client.port}/team/multi:latest" in row.group(1)
         # The two children's config and one layer each, added up.
         assert "100 B" not in cells and "B" in cells
+
+    async def test_push_times_are_shown_on_tags_and_repositories(self, ui: UiFactory) -> None:
+        client = await ui()
+        before = time.time()
+        await push_image(client, "team/app", "v1")
+        today = handlers.format_time(before)[:10]  # the minute may turn; the date hardly
+        row = re.search(r'<tr data-tag="v1">(.*?)</tr>', await page(client, "/ui/r/team/app"), re.S)
+        assert row is not None and today in row.group(1)
+        assert today in await page(client, "/ui/")
+        assert "unknown" not in without_tags(await page(client, "/ui/"))
 
     async def test_unknown_repository_is_not_found(self, ui: UiFactory) -> None:
         client = await ui()
