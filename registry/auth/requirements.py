@@ -4,7 +4,7 @@
 Distribution does: reads need `pull`, writes `pull` and `push`, deletes
 `delete`; every step of a blob upload (cancelling included) is part of a push;
 `/v2/` needs only an authenticated client and `/v2/_catalog` the catalog. The
-web page (`/` and `/ui/...`) is public here because it checks its users itself,
+web page (`/`, `/ui` and `/ui/...`) is public here because it checks its users itself,
 with the same users and rules (`registry.ui.sessions`). A
 route it cannot classify is an error at start-up, so a new route is never
 served unprotected by accident.
@@ -49,7 +49,7 @@ def route_rule(method: str, path: str) -> RouteRule:
 
     Raises `ValueError` for a route this table does not know.
     """
-    if path == TOKEN_PATH or path == "/" or path.startswith("/ui/"):
+    if path in (TOKEN_PATH, "/", "/ui") or path.startswith("/ui/"):
         return RouteRule(Need.PUBLIC)
     if path in ("/v2/", "/v2"):
         return RouteRule(Need.LOGIN)

@@ -1,6 +1,7 @@
 """The pages of the web UI: which handler answers which path, and what each one does.
 
     GET  /                                      a browser is sent to /ui/
+    GET  /ui                                    sent to /ui/
     GET  /ui/?q=TEXT&after=NAME                 repositories, filtered, 50 a page
     GET  /ui/r/NAME?after=TAG                   a repository's tags, 50 a page
     GET  /ui/r/NAME/-/m/REFERENCE?page=N        a manifest by tag or digest
@@ -106,6 +107,7 @@ class Pages:
     def add_routes(self, app: web.Application, static: str) -> None:
         """Register the pages on `app`, with the files of directory `static`."""
         app.router.add_get("/", self.root)
+        app.router.add_get(PREFIX.rstrip("/"), self.to_front_page)
         app.router.add_get(PREFIX, self.repositories)
         app.router.add_get(PREFIX + "login", self.login_form)
         app.router.add_post(PREFIX + "login", self.login)
@@ -149,6 +151,10 @@ class Pages:
         if "text/html" in request.headers.get("Accept", ""):
             return _see_other(PREFIX)
         raise web.HTTPNotFound()
+
+    async def to_front_page(self, request: web.Request) -> web.StreamResponse:
+        """`/ui`, as people type it: the front page is `/ui/`."""
+        return _see_other(PREFIX)
 
     @_page
     async def repositories(self, visit: Visit) -> web.Response:

@@ -90,6 +90,12 @@ class TestEntry:
         assert response.status == 303
         assert response.headers["Location"] == "/ui/"
 
+    async def test_the_page_without_its_slash_is_sent_to_the_page(self, ui: UiFactory) -> None:
+        client = await ui()
+        response = await client.get("/ui", allow_redirects=False)
+        assert response.status == 303
+        assert response.headers["Location"] == "/ui/"
+
     async def test_an_api_client_asking_for_the_root_gets_the_oci_404(self, ui: UiFactory) -> None:
         client = await ui()
         response = await client.get("/", headers={"Accept": "application/json"})
@@ -440,6 +446,29 @@ class TestAuth:
         assert denied.status == 403
         await log_in(seeded, "alice")
         assert "delete-tag" in await page(seeded, "/ui/r/team/app/-/m/v1")
+
+    async def test_in_token_mode_the_users_of_the_built_in_token_endpoint_log_in(
+        self, ui: UiFactory, htpasswd_config: Config, tmp_path: Path
+    ) -> None:
+        key = tmp_path / "token.key"
+        key.write_bytes(
+            ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        client = await ui()
+        for name in ("team/app", "secret/db"):
+            await push_image(client, name, "v1")
+        auth = dataclasses.replace(
+            htpasswd_config.auth, mode="token", token=TokenConfig(signing_key=str(key))
+        )
+        client = await ui(dataclasses.replace(htpasswd_config, auth=auth))
+        assert "team/app" not in await page(client, "/ui/")
+        assert await log_in(client, "bob") == 303
+        body = await page(client, "/ui/")
+        assert "team/app" in body and "secret/db" not in body
 
     async def test_a_wrong_password_is_refused(self, seeded: TestClient) -> None:
         assert await log_in(seeded, "bob", "wrong") == 401
