@@ -12,14 +12,19 @@ temporary directories.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bcrypt
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -254,3 +259,105 @@ actions = ["pull"]
         assert "no such repository" in visible_text(browser, "error")
         browser.get(server.url + "/ui/r/e2e/app/-/m/1.0")
         assert browser.find_elements(By.ID, "delete-tag") == []
+
+
+HOSTILE = '<script>alert("label")</script><img src=x onerror=alert(1)>\u202egnp.exe Zoë 🐳'
+
+
+def push_blob(server: ServerProcess, name: str, data: bytes) -> dict[str, object]:
+    """Push `data` in one request; its descriptor as a layer."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    request = urllib.request.Request(
+        f"{server.url}/v2/{name}/blobs/uploads/?digest={digest}", data=data, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+    return {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest,
+            "size": len(data)}  # fmt: skip
+
+
+def push_image(
+    server: ServerProcess,
+    name: str,
+    tag: str,
+    config: dict[str, object],
+    layers: list[bytes],
+    annotations: dict[str, str],
+) -> None:
+    """Push an OCI image with this config, layers and annotations, as tag `tag`."""
+    with ThreadPoolExecutor(8) as pool:
+        described = list(pool.map(lambda layer: push_blob(server, name, layer), layers))
+    config_descriptor = push_blob(server, name, json.dumps(config).encode())
+    config_descriptor["mediaType"] = "application/vnd.oci.image.config.v1+json"
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_descriptor,
+        "layers": described,
+        "annotations": annotations,
+    }
+    request = urllib.request.Request(
+        f"{server.url}/v2/{name}/manifests/{tag}",
+        data=json.dumps(manifest, separators=(",", ":")).encode(),
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+
+
+def no_alert(browser: WebDriver) -> bool:
+    try:
+        browser.switch_to.alert  # noqa: B018 (raises when there is none)
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+class TestHostileContent:
+    def test_hostile_labels_env_history_and_annotations_run_nothing(
+        self, cargobay: ServerProcess, browser: WebDriver, screenshots: Path
+    ) -> None:
+        config = {
+            "os": "linux",
+            "architecture": "amd64",
+            "author": HOSTILE,
+            "config": {"Env": [f"EVIL={HOSTILE}"], "Labels": {HOSTILE: HOSTILE}, "Cmd": [HOSTILE]},
+            "history": [{"created_by": HOSTILE}],
+        }
+        push_image(cargobay, "e2e/evil", "v1", config, [b"one"], {HOSTILE: HOSTILE})
+
+        browser.get(f"{cargobay.url}/ui/r/e2e/evil/-/m/v1")
+        assert no_alert(browser)
+        scripts = browser.execute_script("return document.scripts.length")
+        assert scripts == 1  # ui.js, and nothing the manifest brought
+        assert browser.execute_script("return document.images.length") == 0
+        labels = visible_text(browser, "labels")
+        assert '<script>alert("label")</script>' in labels
+        assert "\\u202egnp.exe" in labels and "Zoë 🐳" in labels
+        shoot(browser, screenshots, "hostile")
+
+    def test_a_4_mib_manifest_and_a_2000_layer_image_load_as_short_pages(
+        self, cargobay: ServerProcess, browser: WebDriver, screenshots: Path
+    ) -> None:
+        annotations = {f"key.{i:06d}": "v" * 100 for i in range(34_000)}  # 3.9 MiB of JSON
+        push_image(cargobay, "e2e/big", "v1", {"os": "linux"}, [b"x"], annotations)
+        layers = [f"layer {i}".encode() for i in range(2000)]
+        history = [{"created_by": f"RUN step {i}"} for i in range(2000)]
+        config = {"os": "linux", "architecture": "amd64", "history": history}
+        push_image(cargobay, "e2e/deep", "v1", config, layers, {})
+
+        # Both load within the page-load timeout and keep the DOM small.
+        browser.get(f"{cargobay.url}/ui/r/e2e/big/-/m/v1")
+        assert len(table_rows_of(browser, "annotations")) == 200
+        assert browser.execute_script("return document.getElementsByTagName('*').length") < 5000
+        browser.get(f"{cargobay.url}/ui/r/e2e/deep/-/m/v1")
+        assert len(table_rows(browser, "layers")) == 100
+        browser.find_element(By.CSS_SELECTOR, "a.next").click()
+        WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "page=1" in b.current_url)
+        assert table_rows(browser, "layers")[0][0] == "101"
+        shoot(browser, screenshots, "deep-image")
+
+
+def table_rows_of(browser: WebDriver, table_id: str) -> list[object]:
+    return browser.find_elements(By.CSS_SELECTOR, f"#{table_id} tr")
