@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import bcrypt
 import pytest
@@ -47,9 +48,9 @@ async def ui() -> AsyncIterator[UiFactory]:
 
 
 @pytest.fixture
-def htpasswd_config(tmp_path: pytest.TempPathFactory) -> Config:
+def htpasswd_config(tmp_path: Path) -> Config:
     """htpasswd authentication with alice and bob and `RULES`."""
-    path = tmp_path / "htpasswd"  # type: ignore[operator]
+    path = tmp_path / "htpasswd"
     path.write_text(
         "".join(
             f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode()}\n"

@@ -17,12 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from registry.config import AuthConfig, Config, StorageConfig, TokenConfig, UiConfig
 from registry.ui import handlers, views
 from tests.api.oci import (
-    OCI_CONFIG,
     OCI_INDEX,
-    OCI_LAYER,
     OCI_MANIFEST,
     descriptor,
-    push_blob,
     push_image,
     put_manifest,
 )
@@ -48,18 +45,11 @@ async def push_custom_image(
     layers: list[bytes],
     annotations: dict[str, str] | None = None,
 ) -> str:
-    config_bytes = orjson.dumps(config)
-    for blob in [config_bytes, *layers]:
-        await push_blob(client, name, blob)
-    body: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": descriptor(OCI_CONFIG, config_bytes),
-        "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
-    }
-    if annotations:
-        body["annotations"] = annotations
-    return await put_manifest(client, name, tag, orjson.dumps(body))
+    """Push an image of this config and these layers as `tag`; its digest."""
+    image = await push_image(
+        client, name, tag, layers, config_json=config, annotations=annotations
+    )
+    return image.digest
 
 
 async def push_index(client: TestClient, name: str, tag: str) -> tuple[str, list[str]]:
