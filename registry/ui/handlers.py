@@ -90,7 +90,8 @@ def _page(handler: PageHandler) -> Callable[[Pages, web.Request], Awaitable[web.
             response = self.render(visit, "error.html", {"message": e.message}, e.status)
         if fresh and COOKIE not in response.cookies:  # a login or logout sets its own
             self.gate.set_cookie(request, response, session)
-        response.headers.update(_HEADERS)
+        for header, value in _HEADERS.items():
+            response.headers.setdefault(header, value)  # the raw view's own CSP stays
         return response
 
     return run

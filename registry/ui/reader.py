@@ -22,6 +22,7 @@ from cachetools import LRUCache
 from registry.digest import Digest
 from registry.errors import RegistryError
 from registry.services.index import TagIndex
+from registry.services.manifests import StoredManifest
 from registry.services.registry import Registry
 from registry.ui import views
 
@@ -155,8 +156,8 @@ class Reader:
         platforms: tuple[str, ...] = ()
         if document.kind.is_list:
             platforms = tuple(str(e.platform) for e in document.entries if e.platform)
-        elif document.kind.is_image:
-            config = await self.config(name, document)
+        else:
+            config = await self.config(name, stored, document)
             if config is not None and str(config.platform):
                 platforms = (str(config.platform),)
         summary = Summary(document.kind, await self._size(name, document), platforms)
@@ -173,16 +174,22 @@ class Reader:
         sizes = [summary.size for summary in summaries if summary is not None]
         return sum(size for size in sizes if size is not None)
 
-    async def config(self, name: str, document: views.Document) -> views.Config | None:
-        """The image config `document` names, or None if it has none or it cannot be read."""
-        if document.media_type.startswith("application/vnd.docker.distribution.manifest.v1"):
-            return None  # schema1 carries its config inline; see `manifest`
+    async def config(
+        self, name: str, stored: StoredManifest, document: views.Document
+    ) -> views.Config | None:
+        """The config of image manifest `stored` (read as `document`), or None if it has none
+        or it cannot be read (missing, or over `MAX_CONFIG_BYTES`).
+
+        Schema1 carries its config inline; the other formats name a config blob.
+        """
+        if document.kind.label == "schema1":
+            return views.schema1_config(stored.data)
+        if not document.kind.is_image or document.config_media_type not in views.IMAGE_CONFIG_TYPES:
+            return None
         digest = document.config_digest
         cached = self._configs.get(digest)
         if cached is not None:
             return cached
-        if document.config_media_type not in views.IMAGE_CONFIG_TYPES:
-            return None
         data = await self._read_small_blob(name, digest)
         if data is None:
             return None
@@ -215,11 +222,7 @@ class Reader:
         manifests = self._registry.manifests
         stored = await manifests.get(name, reference)
         document = views.read_manifest(stored.data, stored.media_type)
-        config: views.Config | None = None
-        if document.kind.label == "schema1":
-            config = views.schema1_config(stored.data)
-        elif document.kind.is_image:
-            config = await self.config(name, document)
+        config = await self.config(name, stored, document)
         history = config.history if config is not None else ()
         layers = document.layers
         if document.kind.label == "image":

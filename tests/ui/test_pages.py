@@ -20,9 +20,12 @@ from tests.api.oci import (
     OCI_INDEX,
     OCI_MANIFEST,
     descriptor,
+    digest_of,
+    push_blob,
     push_image,
     put_manifest,
 )
+from tests.manifest.samples import DOCKER_SCHEMA1
 from tests.ui.conftest import UiFactory, csrf_of, log_in, without_tags
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -257,6 +260,47 @@ class TestManifestPage:
         raw = await client.get(f"/ui/r/team/app/-/raw/{image.digest}")
         assert raw.headers["Content-Type"].startswith("text/plain")
         assert await raw.read() == image.manifest
+
+    async def test_schema1_shows_its_inline_config_and_the_command_of_each_layer(
+        self, ui: UiFactory
+    ) -> None:
+        client = await ui()
+        layers = [b"bottom", b"top"]
+        for layer in layers:
+            await push_blob(client, "old/app", layer)
+        v1 = [  # top layer first, as schema1 lists them
+            {"id": "b", "architecture": "amd64", "os": "linux",
+             "container_config": {"Cmd": ["/bin/sh", "-c", "make top"]}},
+            {"id": "a", "container_config": {"Cmd": ["/bin/sh", "-c", "ADD bottom"]}},
+        ]  # fmt: skip
+        manifest = orjson.dumps(
+            {
+                "schemaVersion": 1,
+                "name": "old/app",
+                "tag": "v1",
+                "architecture": "amd64",
+                "fsLayers": [{"blobSum": digest_of(layer)} for layer in reversed(layers)],
+                "history": [{"v1Compatibility": orjson.dumps(h).decode()} for h in v1],
+            }
+        )
+        await put_manifest(client, "old/app", "v1", manifest, DOCKER_SCHEMA1)
+        row = re.search(r'<tr data-tag="v1">(.*?)</tr>', await page(client, "/ui/r/old/app"), re.S)
+        assert row is not None
+        assert "schema1 <small>unsigned</small>" in row.group(1)
+        assert "linux/amd64" in row.group(1)
+        body = await page(client, "/ui/r/old/app/-/m/v1")
+        assert "Docker schema 1, unsigned (schemaVersion 1)" in without_tags(body)
+        table = re.search(r'<table id="layers">.*?<tbody>(.*?)</tbody>', body, re.S)
+        assert table is not None
+        commands = re.findall(r'<td class="command"><code>([^<]*)</code>', table.group(1))
+        assert commands == ["/bin/sh -c ADD bottom", "/bin/sh -c make top"]
+
+    async def test_the_raw_view_is_sandboxed_text(self, ui: UiFactory) -> None:
+        client = await ui()
+        image = await push_image(client, "team/app", "v1")
+        raw = await client.get(f"/ui/r/team/app/-/raw/{image.digest}")
+        assert raw.headers["Content-Security-Policy"] == "sandbox"
+        assert raw.headers["X-Content-Type-Options"] == "nosniff"
 
     async def test_unknown_tag_is_not_found(self, ui: UiFactory) -> None:
         client = await ui()
