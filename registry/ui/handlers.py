@@ -30,7 +30,14 @@ from aiohttp import web
 
 from registry.api.context import REGISTRY
 from registry.digest import Digest
-from registry.errors import Denied, ManifestUnknown, NameInvalid, NameUnknown, RegistryError
+from registry.errors import (
+    Denied,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    RegistryError,
+    StorageError,
+)
 from registry.reference import is_tag, validate_name
 from registry.ui import views
 from registry.ui.reader import Reader
@@ -87,6 +94,8 @@ def _page(handler: PageHandler) -> Callable[[Pages, web.Request], Awaitable[web.
         try:
             response = await handler(self, visit)
         except RegistryError as e:
+            if isinstance(e, StorageError):
+                log.error("%s %s: %s", request.method, request.path, e)
             response = self.render(visit, "error.html", {"message": e.message}, e.status)
         if fresh and COOKIE not in response.cookies:  # a login or logout sets its own
             self.gate.set_cookie(request, response, session)
