@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -307,7 +307,9 @@ class Pages:
     async def _form_ok(self, visit: Visit, form: Any) -> bool:
         """True if a posted form carries the session's token and no foreign Origin."""
         origin = visit.request.headers.get("Origin")
-        if origin and origin != f"{visit.request.scheme}://{visit.request.host}":
+        # The host alone: behind a proxy that terminates TLS the scheme seen here may differ.
+        # "null" (privacy-sensitive contexts) says nothing either way: the token decides.
+        if origin and origin != "null" and urlsplit(origin).netloc != visit.request.host:
             return False
         return await self.gate.check_csrf(visit.session, str(form.get("csrf", "")))
 

@@ -426,6 +426,21 @@ class TestDelete:
         assert response.status == 403
         assert (await client.get("/v2/team/app/manifests/v1")).status == 200
 
+    async def test_a_same_host_origin_over_another_scheme_is_accepted(
+        self, ui: UiFactory
+    ) -> None:
+        """Behind a proxy that terminates TLS, the browser's https Origin names this host."""
+        client = await ui()
+        await push_image(client, "team/app", "v1")
+        form = await page(client, "/ui/r/team/app/-/delete?reference=v1")
+        response = await client.post(
+            "/ui/r/team/app/-/delete",
+            data={"reference": "v1", "csrf": csrf_of(form)},
+            headers={"Origin": f"https://127.0.0.1:{client.port}"},
+            allow_redirects=False,
+        )
+        assert response.status == 303
+
     async def test_with_deletes_disabled_there_is_no_button_and_no_delete(
         self, ui: UiFactory, htpasswd_config: Config
     ) -> None:
