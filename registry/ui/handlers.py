@@ -355,6 +355,7 @@ def format_time(when: float | None) -> str:
 
 
 def short_digest(digest: str) -> str:
-    """`sha256:0123456789ab`: a digest cut to what people compare by eye."""
+    """`sha256:0123456789ab`: a digest cut to what people compare by eye (and shown safely:
+    a foreign manifest's digests are the pusher's text)."""
     algorithm, _, hexpart = digest.partition(":")
-    return f"{algorithm}:{hexpart[:12]}" if hexpart else digest[:19]
+    return views.text(f"{algorithm[:20]}:{hexpart[:12]}" if hexpart else digest, 19)

@@ -254,7 +254,7 @@ class Reader:
                 digest=str(descriptor.get("digest", "")),
                 media_type=str(descriptor.get("mediaType", "")),
                 artifact_type=str(descriptor.get("artifactType", "")),
-                size=descriptor.get("size"),
+                size=views.json_size(descriptor.get("size")),
                 annotations=views.pairs(descriptor.get("annotations")),
             )
             groups.setdefault(referrer.artifact_type, []).append(referrer)

@@ -183,7 +183,7 @@ def read_manifest(data: bytes, media_type: str) -> Document:
     config = _dict(document.get("config"))
     layers = _layers(document, media_type)
     entries = tuple(_entry(e) for e in _list(document.get("manifests")) if isinstance(e, dict))
-    config_size = _size(config.get("size"))
+    config_size = json_size(config.get("size"))
     size: int | None = None
     if media_type not in (DOCKER_MANIFEST_LIST, OCI_INDEX):
         sizes = [config_size or 0, *(layer.size or 0 for layer in layers)]
@@ -244,7 +244,7 @@ def _entry(raw: dict[str, Any]) -> Entry:
     return Entry(
         digest=_str(raw.get("digest")),
         media_type=media_type,
-        size=_size(raw.get("size")),
+        size=json_size(raw.get("size")),
         platform=_platform(platform) if isinstance(platform, dict) else None,
         artifact_type=_str(raw.get("artifactType")),
         is_manifest=media_type in MANIFEST_MEDIA_TYPES,
@@ -280,7 +280,9 @@ def _layers(document: dict[str, Any], media_type: str) -> tuple[Layer, ...]:
             )
         return tuple(layers)
     return tuple(
-        Layer(i + 1, _str(raw.get("digest")), _str(raw.get("mediaType")), _size(raw.get("size")))
+        Layer(
+            i + 1, _str(raw.get("digest")), _str(raw.get("mediaType")), json_size(raw.get("size"))
+        )
         for i, raw in enumerate(_list(document.get("layers")))
         if isinstance(raw, dict)
     )
@@ -420,7 +422,8 @@ def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _size(value: object) -> int | None:
+def json_size(value: object) -> int | None:
+    """A JSON size field: a non-negative integer, else None."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None

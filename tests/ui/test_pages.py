@@ -554,3 +554,21 @@ class TestAuth:
         for line in hashes.splitlines():
             assert line.split(":", 1)[1] not in body
         assert "alice-pw" not in body
+
+
+class TestFormatting:
+    def test_short_digest_keeps_what_eyes_compare(self) -> None:
+        digest = "sha256:" + "ab" * 32
+        assert handlers.short_digest(digest) == "sha256:abababababab"
+
+    def test_a_foreign_digest_is_cut_and_shown_safely(self) -> None:
+        shown = handlers.short_digest("\u202e" * 500 + ":deadbeef")
+        assert "\u202e" not in shown
+        assert shown == "\\u202e" * 19 + "…"  # 19 characters, each written out
+
+    def test_sizes_read_as_people_say_them(self) -> None:
+        assert [handlers.format_size(n) for n in (None, 532, 2_500_000)] == [
+            "unknown",
+            "532 B",
+            "2.4 MiB",
+        ]
