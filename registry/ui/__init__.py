@@ -45,8 +45,6 @@ def setup_ui(app: web.Application, config: Config) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    templates.filters.update(
-        t=views.text, size=format_size, when=format_time, short=short_digest
-    )
+    templates.filters.update(t=views.text, size=format_size, when=format_time, short=short_digest)
     static = resources.files("registry.ui") / "static"
     Pages(gate, templates).add_routes(app, str(static))

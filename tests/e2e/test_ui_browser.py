@@ -213,7 +213,7 @@ actions = ["pull"]
         return cargobay_factory(
             workers=2,
             extra_config=f'[auth]\nmode = "htpasswd"\n[auth.htpasswd]\npath = "{htpasswd}"\n'
-            + self.RULES
+            + self.RULES,
         )
 
     def test_a_user_sees_only_the_repositories_they_may_pull(

@@ -82,9 +82,7 @@ class TestSessionsAcrossProcesses:
         await seeder.start_server()
         await push_image(seeder, "team/app", "v1")
         await seeder.close()
-        one, two = (
-            TestClient(TestServer(create_app(htpasswd_config, storage))) for _ in range(2)
-        )
+        one, two = (TestClient(TestServer(create_app(htpasswd_config, storage))) for _ in range(2))
         await one.start_server()
         await two.start_server()
         try:

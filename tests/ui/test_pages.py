@@ -49,9 +49,7 @@ async def push_custom_image(
     annotations: dict[str, str] | None = None,
 ) -> str:
     """Push an image of this config and these layers as `tag`; its digest."""
-    image = await push_image(
-        client, name, tag, layers, config_json=config, annotations=annotations
-    )
+    image = await push_image(client, name, tag, layers, config_json=config, annotations=annotations)
     return image.digest
 
 
@@ -111,7 +109,9 @@ class TestEntry:
     ) -> None:
         key = tmp_path / "issuer.pem"
         key.write_bytes(
-            ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
@@ -210,22 +210,35 @@ class TestManifestPage:
         for child in children:
             assert f'href="/ui/r/team/multi/-/m/{child.replace(":", "%3A")}"' in body
 
-    async def test_image_shows_config_layers_and_the_command_of_each(
-        self, ui: UiFactory
-    ) -> None:
+    async def test_image_shows_config_layers_and_the_command_of_each(self, ui: UiFactory) -> None:
         client = await ui()
         config = {
             "architecture": "amd64",
             "os": "linux",
             "created": "2024-05-01T10:00:00Z",
-            "config": {"Cmd": ["serve"], "Env": ["MODE=prod"], "WorkingDir": "/srv",
-                       "ExposedPorts": {"8080/tcp": {}}, "Labels": {"team": "infra"}},
+            "config": {
+                "Cmd": ["serve"],
+                "Env": ["MODE=prod"],
+                "WorkingDir": "/srv",
+                "ExposedPorts": {"8080/tcp": {}},
+                "Labels": {"team": "infra"},
+            },
             "history": [{"created_by": "ADD base /"}, {"created_by": "RUN build"}],
         }
         await push_custom_image(client, "team/app", "v1", config, [b"base", b"build"])
         text = without_tags(await page(client, "/ui/r/team/app/-/m/v1"))
-        for expected in ("linux/amd64", "2024-05-01T10:00:00Z", "serve", "MODE=prod", "/srv",
-                         "8080/tcp", "infra", "ADD base /", "RUN build", "image"):
+        for expected in (
+            "linux/amd64",
+            "2024-05-01T10:00:00Z",
+            "serve",
+            "MODE=prod",
+            "/srv",
+            "8080/tcp",
+            "infra",
+            "ADD base /",
+            "RUN build",
+            "image",
+        ):
             assert expected in text
 
     async def test_tags_of_the_digest_are_listed(self, ui: UiFactory) -> None:
@@ -242,17 +255,20 @@ class TestManifestPage:
         image = await push_image(client, "team/app", "v1")
         subject = descriptor(OCI_MANIFEST, image.manifest)
         sbom = await push_image(
-            client, "team/app", None, [b"sbom"], subject=subject,
-            artifact_type="application/spdx+json", annotations={"org.example": "sbom"},
+            client,
+            "team/app",
+            None,
+            [b"sbom"],
+            subject=subject,
+            artifact_type="application/spdx+json",
+            annotations={"org.example": "sbom"},
         )
         body = await page(client, "/ui/r/team/app/-/m/v1")
         assert "application/spdx+json" in body
         assert sbom.digest[:19] in body
         assert 'id="no-referrers"' not in body
 
-    async def test_raw_json_is_pretty_printed_and_the_bytes_are_linked(
-        self, ui: UiFactory
-    ) -> None:
+    async def test_raw_json_is_pretty_printed_and_the_bytes_are_linked(self, ui: UiFactory) -> None:
         client = await ui()
         image = await push_image(client, "team/app", "v1")
         body = await page(client, "/ui/r/team/app/-/m/v1")
@@ -315,8 +331,12 @@ class TestHostileContent:
             "architecture": HOSTILE,
             "os": "linux",
             "author": HOSTILE,
-            "config": {"Env": [f"X={HOSTILE}"], "Labels": {HOSTILE: HOSTILE},
-                       "Cmd": [HOSTILE], "ExposedPorts": {HOSTILE: {}}},
+            "config": {
+                "Env": [f"X={HOSTILE}"],
+                "Labels": {HOSTILE: HOSTILE},
+                "Cmd": [HOSTILE],
+                "ExposedPorts": {HOSTILE: {}},
+            },
             "history": [{"created_by": HOSTILE, "comment": HOSTILE}],
         }
         await push_custom_image(
@@ -426,9 +446,7 @@ class TestDelete:
         assert response.status == 403
         assert (await client.get("/v2/team/app/manifests/v1")).status == 200
 
-    async def test_a_same_host_origin_over_another_scheme_is_accepted(
-        self, ui: UiFactory
-    ) -> None:
+    async def test_a_same_host_origin_over_another_scheme_is_accepted(self, ui: UiFactory) -> None:
         """Behind a proxy that terminates TLS, the browser's https Origin names this host."""
         client = await ui()
         await push_image(client, "team/app", "v1")
@@ -523,9 +541,7 @@ class TestAuth:
         assert await log_in(seeded, "bob", "wrong") == 401
         assert "team/app" not in await page(seeded, "/ui/")
 
-    async def test_a_tampered_session_cookie_counts_as_no_session(
-        self, seeded: TestClient
-    ) -> None:
+    async def test_a_tampered_session_cookie_counts_as_no_session(self, seeded: TestClient) -> None:
         await log_in(seeded, "bob")
         cookie = seeded.session.cookie_jar.filter_cookies(seeded.make_url("/ui/"))["cargobay_ui"]
         sid, _, rest = cookie.value.split(".", 2)
@@ -539,8 +555,12 @@ class TestAuth:
         form = await page(seeded, "/ui/login")
         response = await seeded.post(
             "/ui/login",
-            data={"username": "bob", "password": "bob-pw", "csrf": csrf_of(form),
-                  "next": "//evil.example/"},
+            data={
+                "username": "bob",
+                "password": "bob-pw",
+                "csrf": csrf_of(form),
+                "next": "//evil.example/",
+            },
             allow_redirects=False,
         )
         assert response.headers["Location"] == "/ui/"
