@@ -24,6 +24,7 @@ from registry.drivers.base import StorageDriver
 from registry.drivers.sizelimit import BlobSizeLimit
 from registry.services.purge import purge_uploads_periodically
 from registry.services.registry import Registry
+from registry.ui import setup_ui
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> web.Application:
@@ -35,6 +36,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app[CONFIG] = config
     app.on_response_prepare.append(add_api_version)
     add_routes(app)
+    setup_ui(app, config)
     install_security(app, config)
     storage = driver if driver is not None else create_driver(config.storage)
     if config.limits.max_blob_bytes:

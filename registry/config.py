@@ -280,6 +280,13 @@ class FeedConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UiConfig:
+    """The web page at `/ui/`: served by this process, with the API's users and rules."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one Cargobay process."""
 
@@ -289,6 +296,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
 
 
 T = TypeVar("T")

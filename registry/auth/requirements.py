@@ -3,7 +3,9 @@
 `route_rule` classifies a route by its method and path pattern, as
 Distribution does: reads need `pull`, writes `pull` and `push`, deletes
 `delete`; every step of a blob upload (cancelling included) is part of a push;
-`/v2/` needs only an authenticated client and `/v2/_catalog` the catalog. A
+`/v2/` needs only an authenticated client and `/v2/_catalog` the catalog. The
+web page (`/`, `/ui` and `/ui/...`) is public here because it checks its users itself,
+with the same users and rules (`registry.ui.sessions`). A
 route it cannot classify is an error at start-up, so a new route is never
 served unprotected by accident.
 """
@@ -47,7 +49,7 @@ def route_rule(method: str, path: str) -> RouteRule:
 
     Raises `ValueError` for a route this table does not know.
     """
-    if path == TOKEN_PATH:
+    if path in (TOKEN_PATH, "/", "/ui") or path.startswith("/ui/"):
         return RouteRule(Need.PUBLIC)
     if path in ("/v2/", "/v2"):
         return RouteRule(Need.LOGIN)

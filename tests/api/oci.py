@@ -63,10 +63,15 @@ async def push_image(
     artifact_type: str | None = None,
     config_media_type: str = OCI_CONFIG,
     annotations: dict[str, str] | None = None,
+    config_json: dict[str, Any] | None = None,
 ) -> Image:
-    """Push the blobs and manifest of a small OCI image (or artifact) and return it."""
+    """Push the blobs and manifest of a small OCI image (or artifact) and return it.
+
+    `config_json` is the image config (default: amd64 linux and the layer count).
+    """
     layers = layers if layers is not None else [b"layer one " + name.encode(), b"layer two"]
-    config = orjson.dumps({"architecture": "amd64", "os": "linux", "n": len(layers)})
+    default = {"architecture": "amd64", "os": "linux", "n": len(layers)}
+    config = orjson.dumps(config_json if config_json is not None else default)
     if config_media_type == OCI_EMPTY:
         config = b"{}"
     for blob in [config, *layers]:
