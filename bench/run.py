@@ -8,7 +8,9 @@ workload over the OCI HTTP API: push, manifest storm, blob pull, pull
 simulation, big concurrent chunked uploads; then each serves a seeded
 10,000-repository data set (catalog, tag lists) and starts on a seeded
 100,000-tag one (start-up time). Ceiling rows measure a bare aiohttp server
-and raw aiobotocore PUT/GET in the same rounds. The table of medians goes to
+and raw aiobotocore PUT/GET in the same rounds. The scale phase
+(`bench.scale`) runs Cargobay with 1 and 2 worker processes beside
+Distribution. The table of medians goes to
 stdout, every figure to bench/results/<time>.json. See bench/README.md.
 """
 
@@ -34,7 +36,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import client, loadtools, report, seed, servers
+from bench import client, loadtools, report, scale, seed, servers
 from bench.plan import MiB, Plan
 from bench.procstat import PhaseMeter
 from bench.profiles import Profiler, summarize
@@ -144,8 +146,11 @@ class Bench:
     # -- backends ---------------------------------------------------------------------
 
     @contextmanager
-    def fresh_backend(self, kind: str, label: str) -> Iterator[Backend]:
-        """A new empty directory, or a new SeaweedFS with an empty bucket; removed after."""
+    def fresh_backend(self, kind: str, label: str, metrics: bool = False) -> Iterator[Backend]:
+        """A new empty directory, or a new SeaweedFS with an empty bucket; removed after.
+
+        `metrics`: the SeaweedFS serves its request counters (`SeaweedFS.s3_requests`).
+        """
         place = self.workdir / label
         if kind == "filesystem":
             root = place / "root"
@@ -155,7 +160,7 @@ class Bench:
             finally:
                 servers.remove_tree(place)
             return
-        seaweed = SeaweedFS(place / "seaweedfs", f"seaweedfs-{label}")
+        seaweed = SeaweedFS(place / "seaweedfs", f"seaweedfs-{label}", metrics=metrics)
         try:
             seaweed.start([BUCKET])
             yield Backend(kind, s3=S3Target(seaweed.endpoint, BUCKET, "registry"),
@@ -167,10 +172,10 @@ class Bench:
     # -- registry processes -----------------------------------------------------------
 
     def start(self, kind: str, backend: Backend, redirect: bool = False,
-              cargobay_env: dict[str, str] | None = None) -> Process:
+              cargobay_env: dict[str, str] | None = None, workers: int = 1) -> Process:
         port = servers.free_port()
         env = {**self.server_env, **(cargobay_env or {})}
-        extra = {"extra_env": env} if kind == "cargobay" else {}
+        extra = {"extra_env": env, "workers": workers} if kind == "cargobay" else {}
         process = servers.registry(kind, self.workdir, port, redirect=redirect,
                                    **backend.registry_args(), **extra)
         return process.start()
@@ -596,6 +601,8 @@ class Bench:
                         self.guarded(self.run_instance, backend_kind, kind, rnd)
                     log(f"== {backend_kind}, round {rnd}/{self.plan.rounds}: ceilings")
                     self.guarded(self.ceilings, backend_kind, rnd)
+                    if self.wanted("scale"):
+                        scale.scale_round(self, backend_kind, rnd)
             finally:
                 self.stop_listing_servers()
                 if self.dataset_seaweed is not None:
@@ -654,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of A B per backend (default 3, quick 1)")
     parser.add_argument("--backends", default="filesystem,s3",
                         help="comma-separated: filesystem, s3 (default both)")
-    parser.add_argument("--phases", help="comma-separated subset of phases to run")
+    parser.add_argument("--phases", help="comma-separated subset of phases to run ('scale': "
+                                         "1 and 2 Cargobay workers, see bench/scale.py)")
     parser.add_argument("--memory-size-mib", type=int,
                         help="size of each of the 50 chunked uploads of the memory phase on a "
                              "directory (default 200; quick 20)")
@@ -715,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.table(summary, plan))
     print()
+    if any(entry["phase"].startswith("scale-") for entry in summary):
+        print(report.scale_table(summary))
+        print()
     print(report.targets_table(verdicts))
     print(f"\n{len(bench.measures)} measurements in {elapsed / 60:.1f} min; figures in {output}")
     for failure in bench.failures:

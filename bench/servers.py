@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -242,15 +243,18 @@ class SeaweedFS:
 
     `start()` returns once the S3 port answers and every bucket in `buckets`
     exists and has taken a first write. `stop()` kills it (its data is
-    disposable) and removes its directory.
+    disposable) and removes its directory. With `metrics`, it serves
+    Prometheus metrics, from which `s3_requests()` counts the S3 requests it
+    has answered.
     """
 
-    def __init__(self, directory: Path, name: str = "seaweedfs") -> None:
+    def __init__(self, directory: Path, name: str = "seaweedfs", metrics: bool = False) -> None:
         self.dir = directory
         self.name = name
         ports = [free_port() for _ in range(8)]
         self.master, self.volume, self.filer, self.s3 = ports[:4]
         self.grpc = ports[4:]
+        self.metrics = free_port() if metrics else None
         self.process: Process | None = None
 
     @property
@@ -282,6 +286,8 @@ class SeaweedFS:
             f"-s3.config={self.dir / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-master.telemetry=false", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
         ]
+        if self.metrics is not None:
+            argv.append(f"-metricsPort={self.metrics}")
         self.process = Process(
             self.name, argv, self.dir / "weed.log", lambda: port_open(self.s3),
             ready_timeout=90.0,
@@ -290,6 +296,26 @@ class SeaweedFS:
 
         ensure_buckets(self.endpoint, buckets)
         return self
+
+    def s3_requests(self) -> dict[str, int]:
+        """S3 requests answered so far, by SeaweedFS's request type (GET, PUT, LIST, ...).
+
+        HEAD counts as GET. Needs `metrics`; raises `BenchError` if the
+        metrics cannot be read.
+        """
+        assert self.metrics is not None, "started without metrics"
+        url = f"http://127.0.0.1:{self.metrics}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError) as e:
+            raise BenchError(f"{self.name}: metrics not readable: {e}") from e
+        counts: dict[str, int] = {}
+        for sample in re.finditer(r'^SeaweedFS_s3_request_total\{(.*)\} (\S+)$', text, re.M):
+            kind = re.search(r'type="([^"]*)"', sample.group(1))
+            name = kind.group(1) if kind else "?"
+            counts[name] = counts.get(name, 0) + int(float(sample.group(2)))
+        return counts
 
     def stop(self) -> None:
         if self.process is not None:
