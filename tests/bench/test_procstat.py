@@ -44,9 +44,7 @@ def tree() -> Iterator[subprocess.Popen[bytes]]:
 
 
 class TestPhaseMeter:
-    def test_descendants_finds_the_child_of_a_server(
-        self, tree: subprocess.Popen[bytes]
-    ) -> None:
+    def test_descendants_finds_the_child_of_a_server(self, tree: subprocess.Popen[bytes]) -> None:
         assert len(descendants(tree.pid)) == 1
 
     def test_cpu_of_a_server_includes_its_workers(self, tree: subprocess.Popen[bytes]) -> None:
@@ -57,9 +55,7 @@ class TestPhaseMeter:
         meter.stop()
         assert meter.cpu["server"] >= 0.1  # a shared, loaded machine gives a core's share
 
-    def test_peak_rss_of_a_server_sums_its_processes(
-        self, tree: subprocess.Popen[bytes]
-    ) -> None:
+    def test_peak_rss_of_a_server_sums_its_processes(self, tree: subprocess.Popen[bytes]) -> None:
         meter = PhaseMeter({"server": tree.pid})
         meter.start()
         time.sleep(0.2)

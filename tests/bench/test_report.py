@@ -10,16 +10,27 @@ from bench.run import Measure
 
 def _measures(cpu: dict[str, float]) -> list[Measure]:
     return [
-        Measure("filesystem", "scale-storm-get", registry, 1, 1000.0, "req/s",
-                cpu_ms_per_request=ms, requests=1000)
+        Measure(
+            "filesystem",
+            "scale-storm-get",
+            registry,
+            1,
+            1000.0,
+            "req/s",
+            cpu_ms_per_request=ms,
+            requests=1000,
+        )
         for registry, ms in cpu.items()
     ]
 
 
 def _verdicts(cpu: dict[str, float]) -> dict[str, dict[str, Any]]:
     verdicts = report.check_targets(report.summarize(_measures(cpu)))
-    return {v["metric"]: v for v in verdicts
-            if v["backend"] == "filesystem" and v["phase"] == "scale-storm-get"}
+    return {
+        v["metric"]: v
+        for v in verdicts
+        if v["backend"] == "filesystem" and v["phase"] == "scale-storm-get"
+    }
 
 
 class TestScaleTargets:
@@ -41,7 +52,10 @@ class TestScaleTargets:
         assert verdicts["workers-cpu"]["status"] == "FAIL"
 
     def test_scale_table_projects_requests_per_second_per_core_count(self) -> None:
-        table = report.scale_table(report.summarize(_measures(
-            {"distribution": 1.0, "cargobay-1w": 0.1, "cargobay-2w": 0.1})))
+        table = report.scale_table(
+            report.summarize(
+                _measures({"distribution": 1.0, "cargobay-1w": 0.1, "cargobay-2w": 0.1})
+            )
+        )
         row = next(line for line in table.splitlines() if "distribution" in line)
         assert "1000" in row and "2000" in row and "16,000" in row
