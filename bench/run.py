@@ -10,8 +10,8 @@ simulation, big concurrent chunked uploads; then each serves a seeded
 100,000-tag one (start-up time). Ceiling rows measure a bare aiohttp server
 and raw aiobotocore PUT/GET in the same rounds. The scale phase
 (`bench.scale`) runs Cargobay with 1 and 2 worker processes beside
-Distribution. The table of medians goes to
-stdout, every figure to bench/results/<time>.json. See bench/README.md.
+Distribution. The table of medians goes to stdout, every figure to
+bench/results/<time>.json. See bench/README.md.
 """
 
 from __future__ import annotations
