@@ -22,6 +22,7 @@ from registry.config import Config
 from registry.drivers import create_driver
 from registry.drivers.base import StorageDriver
 from registry.drivers.sizelimit import BlobSizeLimit
+from registry.proxy import install_proxy
 from registry.services.purge import purge_uploads_periodically
 from registry.services.registry import Registry
 from registry.ui import setup_ui
@@ -59,4 +60,5 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
         await registry.close()
 
     app.cleanup_ctx.append(registry_context)
+    install_proxy(app, config)
     return app

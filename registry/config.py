@@ -287,6 +287,62 @@ class UiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """One registry this one mirrors (pull-through cache), and how to reach it.
+
+    Repositories named `<prefix>/...` are proxied to it; so are names sent with
+    containerd's `?ns=<prefix>` (or `?ns=` the host of `url`), and, with
+    `default`, names of no other route that are not local repositories
+    (docker's `registry-mirrors`). `username` alone: Basic credentials, also
+    used to get tokens when the upstream answers with a Bearer challenge.
+    """
+
+    name: str = ""
+    url: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)  # never printed or logged
+    prefix: str = ""
+    default: bool = False
+    dockerhub_library: bool = False
+    tag_ttl_seconds: int = 300
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("name: an upstream needs a name")
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"url: {self.url!r} is not an http(s) URL")
+        if not self.prefix or self.prefix.strip("/") != self.prefix:
+            raise ConfigError("prefix: an upstream needs a prefix with no leading or trailing /")
+        if self.tag_ttl_seconds < 0 or self.retention_days < 0:
+            raise ConfigError("tag_ttl_seconds and retention_days must not be negative")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ConfigError("connect_timeout and read_timeout must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """The pull-through cache: the upstream registries mirrored (none: a plain registry)."""
+
+    upstreams: tuple[UpstreamConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        prefixes = [u.prefix for u in self.upstreams]
+        for i, prefix in enumerate(prefixes):
+            for other in prefixes[i + 1 :]:
+                if (
+                    prefix == other
+                    or other.startswith(prefix + "/")
+                    or (prefix.startswith(other + "/"))
+                ):
+                    raise ConfigError(f"upstreams: prefixes {prefix!r} and {other!r} overlap")
+        if sum(u.default for u in self.upstreams) > 1:
+            raise ConfigError("upstreams: at most one upstream may be the default")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one Cargobay process."""
 
@@ -297,6 +353,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
 T = TypeVar("T")

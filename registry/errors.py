@@ -28,6 +28,7 @@ error code and the HTTP status it answers with; the error middleware in
     ├── TooManyRequests                 TOOMANYREQUESTS       429
     ├── ClientGone                      BLOB_UPLOAD_INVALID   400
     ├── BodyTimeout                     REQUEST_TIMEOUT       408
+    ├── UpstreamUnavailable             UNAVAILABLE           503
     └── StorageError                    UNAVAILABLE           503
         ├── PathNotFound
         ├── InvalidPath
@@ -274,6 +275,18 @@ class BodyTimeout(RegistryError):
     code = "REQUEST_TIMEOUT"
     status = 408
     default_message = "the request body stalled"
+
+
+class UpstreamUnavailable(RegistryError):
+    """A mirrored registry could not give content this registry has no copy of.
+
+    The upstream is down, erroring, rate-limiting, or refused our credentials;
+    the message names the upstream and what it answered. Retrying may succeed.
+    """
+
+    code = "UNAVAILABLE"
+    status = 503
+    default_message = "upstream registry unavailable"
 
 
 class StorageError(RegistryError):

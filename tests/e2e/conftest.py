@@ -120,11 +120,14 @@ def distribution_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     """Start CNCF Distribution 2.8 on `root` (default: a new temp dir), deletes enabled.
 
     With `s3`, storage is its bucket below `prefix` instead, and blob GETs are
-    served, not redirected to the bucket.
+    served, not redirected to the bucket. With `access_log`, every request is
+    logged (combined format) to its log file.
     """
     executable = require_executable(DISTRIBUTION, "CNCF Distribution (docker-registry)")
 
-    def make(root: Path | None = None, s3: S3Config | None = None) -> ServerProcess:
+    def make(
+        root: Path | None = None, s3: S3Config | None = None, access_log: bool = False
+    ) -> ServerProcess:
         workdir = tmp_path_factory.mktemp("distribution")
         root = root if root is not None else workdir / "root"
         port = free_port()
@@ -150,7 +153,7 @@ def distribution_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             json.dumps(
                 {
                     "version": 0.1,
-                    "log": {"level": "warn", "accesslog": {"disabled": True}},
+                    "log": {"level": "warn", "accesslog": {"disabled": not access_log}},
                     "http": {"addr": f"127.0.0.1:{port}"},
                     "storage": {
                         **backend,

@@ -1,0 +1,245 @@
+"""The HTTP client of one upstream registry: its manifests and blobs, and its authentication.
+
+Requests go out anonymous, or with Basic credentials once the upstream asked
+for them, or with a bearer token from the Docker token flow: on a 401 whose
+`WWW-Authenticate` is a Bearer challenge, the client asks the challenge's realm
+for a token for the request's scope (sending the Basic credentials, if any) and
+retries once. Tokens are kept per scope until they expire, so a pull storm
+costs the upstream one token request, not one per pull.
+
+Every failure to get an answer (refused, timed out, 5xx, 429, credentials
+refused) comes out as `UpstreamUnavailable` naming the upstream; a 404 is left
+to the caller, who knows what was missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from cachetools import TLRUCache
+
+from registry.config import UpstreamConfig
+from registry.errors import UpstreamUnavailable
+from registry.manifest.mediatypes import (
+    DOCKER_MANIFEST_LIST,
+    DOCKER_SCHEMA1_SIGNED,
+    DOCKER_SCHEMA2,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+
+log = logging.getLogger(__name__)
+
+#: What we accept from upstream, whatever the client asked: the cache serves every client.
+MANIFEST_ACCEPT = ", ".join(
+    (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA2, DOCKER_SCHEMA1_SIGNED)
+)
+# The token spec's default lifetime when a token server does not say.
+_DEFAULT_TOKEN_SECONDS = 60
+# Tokens are dropped this long before they expire, so none expires in flight.
+_TOKEN_MARGIN_SECONDS = 10
+_TOKEN_SCOPES = 1024
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamManifest:
+    """A manifest as the upstream served it; `data` is empty for a HEAD."""
+
+    digest: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    seconds: float
+
+
+class Upstream:
+    """One configured upstream registry, spoken to over a shared aiohttp session."""
+
+    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self._session = session
+        self._base = config.url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_read=config.read_timeout
+        )
+        self._basic = (
+            aiohttp.BasicAuth(config.username, config.password) if config.username else None
+        )
+        self._basic_wanted = False
+        self._tokens: TLRUCache[str, _Token] = TLRUCache(
+            maxsize=_TOKEN_SCOPES, ttu=_token_expiry, timer=time.monotonic
+        )
+        self._token_requests: dict[str, asyncio.Task[_Token]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def host(self) -> str:
+        """The upstream's `host[:port]`, as containerd names it in `?ns=`."""
+        return urlsplit(self.config.url).netloc
+
+    async def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest `reference` names upstream (None if the upstream does not say).
+
+        Raises `UpstreamUnavailable`; a 404 returns None too (the caller then GETs).
+        """
+        headers = {"Accept": MANIFEST_ACCEPT}
+        async with self._request("HEAD", repository, f"manifests/{reference}", headers) as r:
+            if r.status == 404:
+                return None
+            self._check(r, repository, reference)
+            return r.headers.get("Docker-Content-Digest")
+
+    async def get_manifest(
+        self, repository: str, reference: str, limit: int
+    ) -> UpstreamManifest | None:
+        """The manifest `reference` names upstream, or None if the upstream has none.
+
+        Raises `UpstreamUnavailable`, also for a manifest larger than `limit` bytes.
+        """
+        headers = {"Accept": MANIFEST_ACCEPT}
+        async with self._request("GET", repository, f"manifests/{reference}", headers) as r:
+            if r.status == 404:
+                return None
+            self._check(r, repository, reference)
+            if (r.content_length or 0) > limit:
+                raise UpstreamUnavailable(
+                    f"{self.name}: manifest {reference} is over {limit} bytes"
+                )
+            data = bytearray()
+            try:
+                async for piece in r.content.iter_any():
+                    data += piece
+                    if len(data) > limit:
+                        raise UpstreamUnavailable(
+                            f"{self.name}: manifest {reference} is over {limit} bytes"
+                        )
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise self._unavailable(e) from e
+            return UpstreamManifest(
+                digest=r.headers.get("Docker-Content-Digest", ""),
+                media_type=r.headers.get("Content-Type", "").split(";")[0].strip(),
+                data=bytes(data),
+            )
+
+    @asynccontextmanager
+    async def blob(self, repository: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The upstream's answer to GET of the blob, status checked; None body for a 404.
+
+        The caller reads the body (errors reading it are aiohttp's and
+        `TimeoutError`); a 404 is yielded as is, anything else not 200 raises
+        `UpstreamUnavailable`.
+        """
+        async with self._request("GET", repository, f"blobs/{digest}", {}) as response:
+            if response.status != 404:
+                self._check(response, repository, digest)
+            yield response
+
+    @asynccontextmanager
+    async def _request(
+        self, method: str, repository: str, path: str, headers: dict[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, authenticated as the upstream asks: at most one retry after a 401."""
+        url = f"{self._base}/v2/{repository}/{path}"
+        scope = f"repository:{repository}:pull"
+        try:
+            response = await self._send(method, url, scope, headers)
+            if response.status == 401:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                response.release()
+                await self._answer_challenge(challenge, scope)
+                response = await self._send(method, url, scope, headers)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise self._unavailable(e) from e
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def _send(
+        self, method: str, url: str, scope: str, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        token = self._tokens.get(scope)
+        auth = None
+        if token is not None:
+            headers = {**headers, "Authorization": f"Bearer {token.value}"}
+        elif self._basic_wanted:
+            auth = self._basic
+        return await self._session.request(
+            method, url, headers=headers, auth=auth, timeout=self._timeout
+        )
+
+    async def _answer_challenge(self, challenge: str, scope: str) -> None:
+        """Prepare the retry of a request the upstream answered 401 with `challenge`."""
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic" and self._basic is not None:
+            self._basic_wanted = True
+            return
+        if scheme.lower() != "bearer":
+            raise UpstreamUnavailable(f"{self.name}: refused our credentials ({challenge!r})")
+        # One token request per scope at a time: a storm's first 401s share it.
+        pending = self._token_requests.get(scope)
+        if pending is None:
+            pending = asyncio.create_task(
+                self._fetch_token(dict(_CHALLENGE_PARAM.findall(params)), scope)
+            )
+            self._token_requests[scope] = pending
+            pending.add_done_callback(lambda _: self._token_requests.pop(scope, None))
+        self._tokens[scope] = await asyncio.shield(pending)
+
+    async def _fetch_token(self, challenge: dict[str, str], scope: str) -> _Token:
+        realm = challenge.get("realm")
+        if not realm:
+            raise UpstreamUnavailable(f"{self.name}: Bearer challenge without a realm")
+        query = {"scope": challenge.get("scope", scope)}
+        if "service" in challenge:
+            query["service"] = challenge["service"]
+        try:
+            async with self._session.get(
+                realm, params=query, auth=self._basic, timeout=self._timeout
+            ) as response:
+                if response.status != 200:
+                    raise UpstreamUnavailable(
+                        f"{self.name}: token server {realm} answered {response.status}"
+                    )
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise self._unavailable(e) from e
+        value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(value, str) or not value:
+            raise UpstreamUnavailable(f"{self.name}: token server {realm} sent no token")
+        seconds = body.get("expires_in", _DEFAULT_TOKEN_SECONDS)
+        if not isinstance(seconds, int | float) or seconds <= 0:
+            seconds = _DEFAULT_TOKEN_SECONDS
+        log.debug("upstream %s: token for %s, %ss", self.name, scope, seconds)
+        return _Token(value, float(seconds))
+
+    def _check(self, response: aiohttp.ClientResponse, repository: str, reference: str) -> None:
+        if response.status == 200:
+            return
+        raise UpstreamUnavailable(
+            f"{self.name}: answered {response.status} for {repository}:{reference}"
+        )
+
+    def _unavailable(self, error: BaseException) -> UpstreamUnavailable:
+        reason = str(error) or type(error).__name__
+        return UpstreamUnavailable(f"{self.name}: unreachable: {reason}")
+
+
+def _token_expiry(_scope: str, token: _Token, now: float) -> float:
+    return now + max(token.seconds - _TOKEN_MARGIN_SECONDS, token.seconds / 2)
