@@ -24,7 +24,7 @@ from registry.config import Config
 from registry.proxy.blobs import ProxyBlobStore
 from registry.proxy.client import Upstream
 from registry.proxy.manifests import ProxyManifestStore
-from registry.proxy.middleware import ROUTER, add_proxy_headers, proxy_routing
+from registry.proxy.middleware import ROUTER, add_namespace_header, proxy_routing
 from registry.proxy.pulls import PullRecorder, last_pulled
 from registry.proxy.routing import Router
 
@@ -42,7 +42,7 @@ def install_proxy(app: web.Application, config: Config) -> None:
         return
     position = app.middlewares.index(errors_middleware) + 1
     app.middlewares.insert(position, proxy_routing)
-    app.on_response_prepare.append(add_proxy_headers)
+    app.on_response_prepare.append(add_namespace_header)
 
     async def proxy_context(app: web.Application) -> AsyncIterator[None]:
         # Blobs pass through byte for byte: a compressed layer stays compressed.

@@ -15,6 +15,7 @@ to the caller, who knows what was missing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
@@ -75,9 +76,7 @@ class Upstream:
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=config.connect_timeout, sock_read=config.read_timeout
         )
-        self._basic = (
-            aiohttp.BasicAuth(config.username, config.password) if config.username else None
-        )
+        self._basic = _basic_header(config.username, config.password) if config.username else None
         self._basic_wanted = False
         self._tokens: TLRUCache[str, _Token] = TLRUCache(
             maxsize=_TOKEN_SCOPES, ttu=_token_expiry, timer=time.monotonic
@@ -175,14 +174,11 @@ class Upstream:
         self, method: str, url: str, scope: str, headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
         token = self._tokens.get(scope)
-        auth = None
         if token is not None:
             headers = {**headers, "Authorization": f"Bearer {token.value}"}
-        elif self._basic_wanted:
-            auth = self._basic
-        return await self._session.request(
-            method, url, headers=headers, auth=auth, timeout=self._timeout
-        )
+        elif self._basic_wanted and self._basic is not None:
+            headers = {**headers, "Authorization": self._basic}
+        return await self._session.request(method, url, headers=headers, timeout=self._timeout)
 
     async def _answer_challenge(self, challenge: str, scope: str) -> None:
         """Prepare the retry of a request the upstream answered 401 with `challenge`."""
@@ -209,9 +205,10 @@ class Upstream:
         query = {"scope": challenge.get("scope", scope)}
         if "service" in challenge:
             query["service"] = challenge["service"]
+        headers = {"Authorization": self._basic} if self._basic is not None else {}
         try:
             async with self._session.get(
-                realm, params=query, auth=self._basic, timeout=self._timeout
+                realm, params=query, headers=headers, timeout=self._timeout
             ) as response:
                 if response.status != 200:
                     raise UpstreamUnavailable(
@@ -239,6 +236,10 @@ class Upstream:
     def _unavailable(self, error: BaseException) -> UpstreamUnavailable:
         reason = str(error) or type(error).__name__
         return UpstreamUnavailable(f"{self.name}: unreachable: {reason}")
+
+
+def _basic_header(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _token_expiry(_scope: str, token: _Token, now: float) -> float:

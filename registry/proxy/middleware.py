@@ -20,8 +20,6 @@ from registry.proxy.routing import Router
 from registry.reference import validate_name
 
 ROUTER: web.AppKey[Router] = web.AppKey("proxy_router", Router)
-_NAMESPACE = "cargobay.proxy.namespace"
-_WARNINGS = "cargobay.proxy.warnings"
 _READS = frozenset({"GET", "HEAD"})
 
 
@@ -38,8 +36,6 @@ async def proxy_routing(request: web.Request, handler: Handler) -> web.StreamRes
     route = router.route(name, namespace, reading, index.has_repository)
     if route is None:
         return await handler(request)
-    if namespace and router.by_namespace(namespace) is route.upstream:
-        request[_NAMESPACE] = namespace
     upstream = route.upstream.config
     if not reading:
         raise Unsupported(
@@ -49,14 +45,18 @@ async def proxy_routing(request: web.Request, handler: Handler) -> web.StreamRes
         )
     request.match_info["name"] = validate_name(route.local)
     with stale.collecting() as warnings:
-        request[_WARNINGS] = warnings
-        return await handler(request)
+        response = await handler(request)
+    # Only manifests are ever stale, and their answers are not begun yet.
+    if not response.prepared:
+        for text in warnings:
+            response.headers.add("Warning", stale.header_value(text))
+    return response
 
 
-async def add_proxy_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`OCI-Namespace` for a namespace-routed request, `Warning` for a stale answer."""
-    namespace = request.get(_NAMESPACE)
-    if namespace:
+async def add_namespace_header(request: web.Request, response: web.StreamResponse) -> None:
+    """`OCI-Namespace` on every answer to a request an upstream's `?ns=` routed (errors too)."""
+    namespace = request.query.get("ns", "")
+    router = request.app.get(ROUTER)
+    routed = router is not None and router.by_namespace(namespace) is not None
+    if namespace and routed and "name" in request.match_info:
         response.headers["OCI-Namespace"] = namespace
-    for text in request.get(_WARNINGS, ()):
-        response.headers.add("Warning", stale.header_value(text))
