@@ -157,11 +157,12 @@ class Upstream:
         url = f"{self._base}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
         try:
+            sent = self._tokens.get(scope)
             response = await self._send(method, url, scope, headers)
             if response.status == 401:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 response.release()
-                await self._answer_challenge(challenge, scope)
+                await self._answer_challenge(challenge, scope, sent)
                 response = await self._send(method, url, scope, headers)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise self._unavailable(e) from e
@@ -180,14 +181,21 @@ class Upstream:
             headers = {**headers, "Authorization": self._basic}
         return await self._session.request(method, url, headers=headers, timeout=self._timeout)
 
-    async def _answer_challenge(self, challenge: str, scope: str) -> None:
-        """Prepare the retry of a request the upstream answered 401 with `challenge`."""
+    async def _answer_challenge(self, challenge: str, scope: str, sent: _Token | None) -> None:
+        """Prepare the retry of a request the upstream answered 401 with `challenge`.
+
+        `sent` is the token the request carried: a newer one (got while it
+        was in flight) is used as is.
+        """
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic" and self._basic is not None:
             self._basic_wanted = True
             return
         if scheme.lower() != "bearer":
             raise UpstreamUnavailable(f"{self.name}: refused our credentials ({challenge!r})")
+        cached = self._tokens.get(scope)
+        if cached is not None and cached is not sent:
+            return
         # One token request per scope at a time: a storm's first 401s share it.
         pending = self._token_requests.get(scope)
         if pending is None:

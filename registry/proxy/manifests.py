@@ -32,7 +32,7 @@ from cachetools import TTLCache
 from registry import layout
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
-from registry.errors import DigestInvalid, ManifestUnknown, UpstreamUnavailable
+from registry.errors import DigestInvalid, ManifestUnknown, PathNotFound, UpstreamUnavailable
 from registry.proxy import stale
 from registry.proxy.pulls import PullRecorder
 from registry.proxy.routing import Route, Router
@@ -101,7 +101,7 @@ class ProxyManifestStore(ManifestStore):
     async def _get_digest(self, route: Route, name: str, reference: str) -> StoredManifest:
         with contextlib.suppress(ManifestUnknown):
             return await self._inner.get(name, reference)
-        await self._once(name, reference, lambda: self._fetch(route, name, reference, None))
+        await self._once(name, reference, lambda: self._fetch_digest(route, name, reference))
         return await self._inner.get(name, reference)
 
     async def _get_tag(self, route: Route, name: str, tag: str) -> StoredManifest:
@@ -145,20 +145,41 @@ class ProxyManifestStore(ManifestStore):
     async def _revalidate(self, route: Route, name: str, tag: str) -> None:
         await self._index.load(name)
         cached = self._index.resolve_tag(name, tag)
-        if cached is not None:
-            current = _parse_or_none(await route.upstream.head_manifest(route.remote, tag) or "")
-            if current is not None and self._index.has_manifest(name, str(current)):
-                if str(current) != cached:
-                    await self._store_tag(name, tag, current)
-                self._mark_fresh(route, name, tag)
-                return
+        current = _parse_or_none(await route.upstream.head_manifest(route.remote, tag) or "")
+        if current is not None and await self._adopt(name, current):
+            if str(current) != cached:
+                await self._store_tag(name, tag, current)
+            self._mark_fresh(route, name, tag)
+            return
         await self._fetch(route, name, tag, tag)
         self._mark_fresh(route, name, tag)
+
+    async def _adopt(self, name: str, digest: Digest) -> bool:
+        """Whether manifest `digest` is in `name` now, made so from storage if it is stored.
+
+        Another process, or another repository, may have stored it: content
+        addressing makes it the same manifest, and spares the upstream a GET.
+        """
+        if self._index.has_manifest(name, str(digest)):
+            return True
+        try:
+            data = await self._driver.get_content(layout.blob_data(digest))
+        except PathNotFound:
+            return False
+        if Digest.of(data, digest.algorithm) != digest:
+            return False
+        await self._store(name, digest, data)
+        return True
 
     def _mark_fresh(self, route: Route, name: str, tag: str) -> None:
         fresh = self._fresh.get(route.upstream.name)
         if fresh is not None:
             fresh[(name, tag)] = True
+
+    async def _fetch_digest(self, route: Route, name: str, reference: str) -> None:
+        await self._index.load(name)
+        if not await self._adopt(name, Digest.parse(reference)):
+            await self._fetch(route, name, reference, None)
 
     async def _fetch(self, route: Route, name: str, reference: str, tag: str | None) -> None:
         """Get the manifest from upstream, check its digest and store it (and `tag`)."""

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from registry.app import create_app
 from registry.config import Config, ProxyConfig, UpstreamConfig
+from registry.drivers.base import StorageDriver
 from registry.drivers.inmemory import InMemoryDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -172,14 +173,16 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 async def make_mirror(upstream: FakeUpstream) -> AsyncIterator[MirrorFactory]:
-    """Start a Cargobay mirroring `upstream` under the prefix `up` (options: `UpstreamConfig`)."""
+    """Start a Cargobay mirroring `upstream` under the prefix `up` (options: `UpstreamConfig`'s),
+    on a fresh in-memory storage or on `driver`."""
     clients: list[TestClient] = []
 
-    async def start(**options: object) -> TestClient:
+    async def start(driver: StorageDriver | None = None, **options: object) -> TestClient:
         settings: dict[str, object] = {"name": "up", "url": upstream.url, "prefix": "up"}
         settings.update(options)
         config = Config(proxy=ProxyConfig(upstreams=(UpstreamConfig(**settings),)))  # type: ignore[arg-type]
-        client = TestClient(TestServer(create_app(config, InMemoryDriver())))
+        storage = driver if driver is not None else InMemoryDriver()
+        client = TestClient(TestServer(create_app(config, storage)))
         await client.start_server()
         clients.append(client)
         return client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from registry.drivers.inmemory import InMemoryDriver
 from tests.proxy.conftest import OCI_MANIFEST, FakeUpstream, MirrorFactory
 
 ACCEPT = {"Accept": OCI_MANIFEST}
@@ -50,8 +51,9 @@ class TestByTag:
         mirror = await make_mirror(tag_ttl_seconds=300)
         for _ in range(5):
             assert (await mirror.get("/v2/up/team/app/manifests/v1")).status == 200
+        # The first pull: a HEAD (is it stored already?), then the GET.
+        assert upstream.count("HEAD", "/manifests/v1") == 1
         assert upstream.count("GET", "/manifests/v1") == 1
-        assert upstream.count("HEAD", "/manifests/v1") == 0
 
     async def test_after_the_ttl_a_tag_is_revalidated_with_a_head(
         self, upstream: FakeUpstream, make_mirror: MirrorFactory
@@ -62,7 +64,7 @@ class TestByTag:
         await asyncio.sleep(1.1)
         response = await mirror.get("/v2/up/team/app/manifests/v1")
         assert response.headers["Docker-Content-Digest"] == digest
-        assert upstream.count("HEAD", "/manifests/v1") == 1
+        assert upstream.count("HEAD", "/manifests/v1") == 2
         assert upstream.count("GET", "/manifests/v1") == 1
 
     async def test_a_tag_moved_upstream_is_followed_after_the_ttl(
@@ -142,3 +144,19 @@ class TestNamespace:
         assert response.headers["Docker-Content-Digest"] == digest
         short = await mirror.get("/v2/up/alpine/manifests/3")
         assert short.headers["Docker-Content-Digest"] == digest
+
+
+class TestSharedStorage:
+    async def test_a_manifest_stored_by_another_process_is_not_fetched_again(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        """Two mirrors on one storage, as several processes run: the second only asks HEAD."""
+        digest, _ = upstream.add_image("team/app", "v1", b"layer")
+        storage = InMemoryDriver()
+        first = await make_mirror(driver=storage)
+        second = await make_mirror(driver=storage)
+        assert (await first.get("/v2/up/team/app/manifests/v1")).status == 200
+        by_tag = await second.get("/v2/up/team/app/manifests/v1")
+        assert by_tag.headers["Docker-Content-Digest"] == digest
+        assert (await second.get(f"/v2/up/team/app/manifests/{digest}")).status == 200
+        assert upstream.count("GET", "/manifests/") == 1
