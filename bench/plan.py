@@ -40,6 +40,9 @@ class Plan:
     memory_size: int  # on a directory
     memory_size_s3: int  # on SeaweedFS, which writes ~40 MB/s through a registry here
     memory_chunk: int
+    # mirror: `mirror_pulls` concurrent pulls of an image with one layer of `mirror_layer_size`
+    mirror_pulls: int = 50
+    mirror_layer_size: int = 50 * MiB
 
     def images_for(self, backend: str) -> int:
         return self.images if backend == "s3" else 3 * self.images
@@ -81,7 +84,8 @@ class Target:
 
     backend: str
     phase: str
-    # "throughput", "cpu", "p50", "rss", "raw-put", "seconds", "rss-abs", and for the
+    # "throughput", "cpu", "p50", "rss", "raw-put", "seconds", "rss-abs", "image-x"
+    # (mirror: upstream bytes over the image's), and for the
     # scale phase "workers-cpu" (CPU/req of 2 workers over 1) and "projection"
     # (Cargobay's requests/s per core at 2 workers over Distribution's)
     metric: str
@@ -124,6 +128,9 @@ def targets() -> list[Target]:
         for phase in ("catalog", "tags"):
             t.append(Target(backend, phase, "p50", listing, f"<= {listing:.1f}x p50"))
         t.append(Target(backend, "memory", "rss", 1.0, "<= 1.0x peak RSS"))
+        t.append(Target(backend, "mirror-upstream", "image-x", 1.0, "<= 1.0x image bytes"))
+        t.append(Target(backend, "mirror-cold", "throughput", 2.0, ">= 2.0x pulls/s"))
+        t.append(Target(backend, "mirror-warm", "throughput", 1.2, ">= 1.2x pulls/s"))
     t.append(Target("s3", "startup", "seconds", 15.0, "ready <= 15 s"))
     t.append(Target("s3", "memory", "rss-abs", 512.0, "<= 512 MiB"))
     for backend in ("filesystem", "s3"):

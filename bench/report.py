@@ -26,6 +26,9 @@ PHASES: list[tuple[str, str]] = [
     ("scale-storm-get", "scale: manifest storm, GET (wrk)"),
     ("scale-pull-sim", "scale: pull simulation"),
     ("scale-idle-feed", "scale: idle S3 requests"),
+    ("mirror-cold", "mirror: cold storm, 50 pulls"),
+    ("mirror-upstream", "mirror: upstream bytes"),
+    ("mirror-warm", "mirror: warm pulls"),
 ]
 #: The scale phase's registries, in the order its table shows them.
 SCALE_REGISTRIES = ("distribution", "cargobay-1w", "cargobay-2w")
@@ -132,6 +135,8 @@ def check_targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 value = c["peak_rss_mib"]
             elif target.metric in ("workers-cpu", "projection"):
                 value = _scale_ratio(entry, target.metric)
+            elif target.metric == "image-x" and c:
+                value = c["throughput"]
         errors = 0
         if entry is not None:
             errors = sum(f["errors"] for f in entry["registries"].values())

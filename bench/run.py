@@ -36,7 +36,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import client, loadtools, report, scale, seed, servers
+from bench import client, loadtools, mirror, report, scale, seed, servers
 from bench.plan import MiB, Plan
 from bench.procstat import PhaseMeter
 from bench.profiles import Profiler, summarize
@@ -272,6 +272,12 @@ class Bench:
             m.notes["errors"] = result.detail
         self.record(m)
         return m
+
+    def record_figure(self, backend: str, phase: str, registry: str, rnd: int, value: float,
+                      unit: str, notes: dict[str, Any]) -> None:
+        """Record a figure that is not a client phase's (read from a log, say)."""
+        self.record(Measure(backend=backend, phase=phase, registry=registry, round=rnd,
+                            throughput=value, unit=unit, notes=notes))
 
     def record(self, m: Measure) -> None:
         self.measures.append(m)
@@ -591,6 +597,8 @@ class Bench:
                                                  "seaweedfs-datasets")
                 self.dataset_seaweed.start([DATASET_BUCKET])
             try:
+                if self.wanted("mirror"):
+                    self.guarded(mirror.run, self, backend_kind)
                 if self.wanted("catalog") or self.wanted("tags") or self.wanted("startup"):
                     self.seed_datasets(backend_kind)
                 if self.wanted("catalog") or self.wanted("tags"):

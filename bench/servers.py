@@ -160,11 +160,13 @@ class S3Target:
 def cargobay(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
     redirect: bool = False, extra_env: dict[str, str] | None = None, workers: int = 1,
+    extra_config: str = "",
 ) -> Process:
     """Cargobay on `root` (filesystem) or `s3`, logging errors only, no access log.
 
     `workers` processes serve the port (`--workers`); the bench measures one
-    unless a phase asks for more.
+    unless a phase asks for more. `extra_config` is TOML appended to the file
+    (a section other than those above).
     """
     lines = ["[http]", f'addr = "127.0.0.1:{port}"', f"workers = {workers}", "[storage]"]
     if s3 is None:
@@ -179,7 +181,7 @@ def cargobay(
         ]
     lines += ["[log]", 'level = "error"', "access_log = false"]
     config = workdir / f"cargobay-{port}.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text("\n".join(lines) + "\n" + extra_config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
     env.update(extra_env or {})
     return Process(
@@ -194,9 +196,14 @@ def cargobay(
 
 def distribution(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
-    redirect: bool = False,
+    redirect: bool = False, proxy_remote: str = "", access_log: bool = False,
+    log_name: str = "distribution",
 ) -> Process:
-    """Distribution 2.8 with the background work a benchmark must not see turned off."""
+    """Distribution 2.8 with the background work a benchmark must not see turned off.
+
+    With `proxy_remote`, a pull-through cache of that registry (`proxy.remoteurl`);
+    with `access_log`, every request is logged to `<log_name>.log`.
+    """
     if s3 is None:
         assert root is not None
         storage: dict[str, object] = {"filesystem": {"rootdirectory": str(root)}}
@@ -213,17 +220,19 @@ def distribution(
     storage["maintenance"] = {"uploadpurging": {"enabled": False}}
     config = {
         "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "log": {"level": "error", "accesslog": {"disabled": not access_log}},
         "http": {"addr": f"127.0.0.1:{port}"},
         "storage": storage,
         "health": {"storagedriver": {"enabled": False}},
     }
+    if proxy_remote:
+        config["proxy"] = {"remoteurl": proxy_remote}
     path = workdir / f"distribution-{port}.yml"
     path.write_text(json.dumps(config, indent=1))  # JSON is YAML
     # Distribution 2.8 panics at start-up if AWS_CA_BUNDLE is set.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     return Process(
-        "distribution", [DISTRIBUTION, "serve", path], workdir / "distribution.log",
+        log_name, [DISTRIBUTION, "serve", path], workdir / f"{log_name}.log",
         lambda: http_ok(f"http://127.0.0.1:{port}/v2/"), env=env,
         url=f"http://127.0.0.1:{port}", ready_timeout=REGISTRY_READY_TIMEOUT,
     )

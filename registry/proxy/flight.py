@@ -102,6 +102,13 @@ class BlobFlight:
                 raise FetchFailed(self.digest)
             await self._wait()
 
+    async def outcome(self) -> None:
+        """Return once the download ended well; re-raise its error if it did not."""
+        while not self._ended:
+            await self._wait()
+        if self._error is not None:
+            raise self._error
+
     def attach(self) -> bool:
         """Start reading; False if the spool is gone (the download ended, nobody reads)."""
         if self._spool.closed:

@@ -52,18 +52,39 @@ class TestSingleFlight:
         _, layer = upstream.add_image("team/app", "v1", LAYER)
         upstream.hold_blobs = asyncio.Event()
         mirror = await make_mirror()
-        whole = asyncio.create_task(mirror.get(f"/v2/up/team/app/blobs/{layer}"))
-        await asyncio.wait_for(upstream.blob_half_sent.wait(), 5)
         start, end = len(LAYER) - 1000, len(LAYER) - 1
         ranged = asyncio.create_task(
             mirror.get(f"/v2/up/team/app/blobs/{layer}", headers={"Range": f"bytes={start}-{end}"})
         )
+        await asyncio.wait_for(upstream.blob_half_sent.wait(), 5)
         upstream.hold_blobs.set()
         part = await ranged
         assert part.status == 206
         assert part.headers["Content-Range"] == f"bytes {start}-{end}/{len(LAYER)}"
         assert await part.read() == LAYER[start : end + 1]
-        assert await (await whole).read() == LAYER
+        assert upstream.count("GET", "/blobs/") == 1
+
+    async def test_requests_joining_a_slow_download_follow_it(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Past the wait for the download to end, joiners (ranged or not) stream from it."""
+        monkeypatch.setattr("registry.proxy.blobs._FOLLOWERS_WAIT_SECONDS", 0.05)
+        _, layer = upstream.add_image("team/app", "v1", LAYER)
+        upstream.hold_blobs = asyncio.Event()
+        mirror = await make_mirror()
+        first = asyncio.create_task(mirror.get(f"/v2/up/team/app/blobs/{layer}"))
+        await asyncio.wait_for(upstream.blob_half_sent.wait(), 5)
+        whole = await mirror.get(f"/v2/up/team/app/blobs/{layer}")
+        ranged = await mirror.get(
+            f"/v2/up/team/app/blobs/{layer}", headers={"Range": "bytes=10-19"}
+        )
+        # Headers came while the download was held half-way.
+        assert (whole.status, ranged.status) == (200, 206)
+        assert ranged.headers["Content-Range"] == f"bytes 10-19/{len(LAYER)}"
+        upstream.hold_blobs.set()
+        assert await ranged.read() == LAYER[10:20]
+        assert await whole.read() == LAYER
+        assert await (await first).read() == LAYER
         assert upstream.count("GET", "/blobs/") == 1
 
     async def test_a_client_leaving_does_not_cancel_the_download_for_the_others(
