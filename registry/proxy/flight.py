@@ -22,13 +22,15 @@ import os
 import tempfile
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+from registry.errors import UpstreamUnavailable
+
 log = logging.getLogger(__name__)
 
 # Largest piece handed to a reader at once; a spool read is a page-cache copy.
 _READ_PIECE = 1024 * 1024
 
 
-class FetchFailed(Exception):
+class FetchFailed(UpstreamUnavailable):
     """The download ended without a verified blob; readers stop short."""
 
 
@@ -99,7 +101,7 @@ class BlobFlight:
             if self._size is not None:
                 return self._size
             if self._ended:
-                raise FetchFailed(self.digest)
+                raise FetchFailed(f"download of {self.digest} failed")
             await self._wait()
 
     async def outcome(self) -> None:
@@ -127,7 +129,7 @@ class BlobFlight:
                 available = self._available()
                 if available <= position:
                     if self._ended:
-                        raise FetchFailed(self.digest) from self._error
+                        raise FetchFailed(f"download of {self.digest} failed") from self._error
                     await self._wait()
                     continue
                 size = min(end, available) - position
