@@ -55,6 +55,7 @@ def install_proxy(app: web.Application, config: Config) -> None:
             registry.manifests,
             registry.driver,
             registry.index,
+            registry.feed,
             router,
             PullRecorder(registry.driver),
             config.limits.max_manifest_bytes,

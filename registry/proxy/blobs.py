@@ -133,6 +133,9 @@ class ProxyBlobStore(BlobStore):
     def remember_size(self, digest: Digest, size: int) -> None:
         self._inner.remember_size(digest, size)
 
+    def forget(self, digest: str) -> None:
+        self._inner.forget(digest)
+
     async def link(self, name: str, digest: Digest) -> None:
         await self._inner.link(name, digest)
 

@@ -16,7 +16,8 @@ In a proxied repository:
 Concurrent requests for the same repository and reference share one upstream
 exchange, which runs in its own task so a client leaving does not cancel it.
 Fetched manifests are written in Distribution's layout (content, revision
-link, tag links) before the index learns of them.
+link, tag links) before the index learns of them and the change feed tells
+the other processes sharing the storage.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from registry.proxy import stale
 from registry.proxy.pulls import PullRecorder
 from registry.proxy.routing import Route, Router
 from registry.reference import is_tag
+from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
 from registry.services.manifests import ManifestStore, PutResult, StoredManifest
 
@@ -54,6 +56,7 @@ class ProxyManifestStore(ManifestStore):
         inner: ManifestStore,
         driver: StorageDriver,
         index: TagIndex,
+        feed: ChangeFeed,
         router: Router,
         pulls: PullRecorder,
         max_manifest_bytes: int,
@@ -62,6 +65,7 @@ class ProxyManifestStore(ManifestStore):
         self._inner = inner
         self._driver = driver
         self._index = index
+        self._changes = feed
         self._router = router
         self._pulls = pulls
         self._limit = max_manifest_bytes
@@ -95,6 +99,9 @@ class ProxyManifestStore(ManifestStore):
         self, name: str, subject: Digest, artifact_type: str | None = None
     ) -> list[dict[str, Any]]:
         return await self._inner.referrers(name, subject, artifact_type)
+
+    def forget_referrers(self, name: str) -> None:
+        self._inner.forget_referrers(name)
 
     # -- read-through --------------------------------------------------------
 
@@ -143,8 +150,7 @@ class ProxyManifestStore(ManifestStore):
             task.exception()  # retrieved: its waiters may all have gone
 
     async def _revalidate(self, route: Route, name: str, tag: str) -> None:
-        await self._index.load(name)
-        cached = self._index.resolve_tag(name, tag)
+        cached = await self._index.find_tag(name, tag)
         current = _parse_or_none(await route.upstream.head_manifest(route.remote, tag) or "")
         if current is not None and await self._adopt(name, current):
             if str(current) != cached:
@@ -160,7 +166,7 @@ class ProxyManifestStore(ManifestStore):
         Another process, or another repository, may have stored it: content
         addressing makes it the same manifest, and spares the upstream a GET.
         """
-        if self._index.has_manifest(name, str(digest)):
+        if await self._index.find_manifest(name, str(digest)):
             return True
         try:
             data = await self._driver.get_content(layout.blob_data(digest))
@@ -177,7 +183,6 @@ class ProxyManifestStore(ManifestStore):
             fresh[(name, tag)] = True
 
     async def _fetch_digest(self, route: Route, name: str, reference: str) -> None:
-        await self._index.load(name)
         if not await self._adopt(name, Digest.parse(reference)):
             await self._fetch(route, name, reference, None)
 
@@ -200,20 +205,21 @@ class ProxyManifestStore(ManifestStore):
         log.info("cached manifest %s@%s from %s", name, digest, upstream.name)
 
     async def _store(self, name: str, digest: Digest, data: bytes) -> None:
-        """Content and revision link first, the index after: storage is the truth."""
-        await self._index.load(name)
+        """Content and revision link first, then the index and the other processes."""
         key = str(digest)
-        if self._index.has_manifest(name, key):
+        if await self._index.find_manifest(name, key):
             return
         await self._driver.put_content(layout.blob_data(digest), data)
         await self._driver.put_content(layout.manifest_revision_link(name, digest), key.encode())
         self._index.add_manifest(name, key)
+        self._changes.publish(Change("manifest", name, key))
 
     async def _store_tag(self, name: str, tag: str, digest: Digest) -> None:
         key = str(digest)
         await self._driver.put_content(layout.tag_index_link(name, tag, digest), key.encode())
         await self._driver.put_content(layout.tag_current_link(name, tag), key.encode())
         self._index.set_tag(name, tag, key)
+        self._changes.publish(Change("tag", name, tag=tag))
 
 
 def _parse_or_none(text: str) -> Digest | None:

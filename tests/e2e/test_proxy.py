@@ -325,6 +325,23 @@ class TestStorm:
         assert upstream_gets(upstream, f"/blobs/{layer}") == 1
         assert upstream_gets(upstream, f"/blobs/{image.blob_digests[0]}") == 1
 
+    def test_two_workers_fetch_each_layer_at_most_once_each(
+        self,
+        upstream: ServerProcess,
+        cargobay_factory: ServerFactory,
+        skopeo: Skopeo,
+        images: SourceImages,
+        tmp_path: Path,
+    ) -> None:
+        """`--workers 2` on one storage: one download per process at worst, all pulls intact."""
+        push(skopeo, images, upstream, "team/app", "app")
+        mirror = cargobay_factory(extra_config=upstream_config(upstream), workers=2)
+        results = asyncio.run(pull_storm(mirror, "dist/team/app", "app", 20))
+        assert results == [images.app.digest] * 20
+        for digest in images.app.blob_digests:
+            assert 1 <= upstream_gets(upstream, f"/blobs/{digest}") <= 2
+        assert_serves_image(skopeo, mirror, "dist/team/app", "app", images.app, tmp_path)
+
 
 class TestUpstreamStopped:
     def test_cached_content_is_served_and_uncached_content_fails_fast(

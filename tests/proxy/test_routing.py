@@ -6,8 +6,12 @@ import aiohttp
 import pytest
 
 from registry.config import ConfigError, ProxyConfig, UpstreamConfig, load_config
+from registry.proxy.blobs import ProxyBlobStore
 from registry.proxy.client import Upstream
+from registry.proxy.manifests import ProxyManifestStore
 from registry.proxy.routing import Router
+from registry.services.blobs import BlobStore
+from registry.services.manifests import ManifestStore
 from tests.proxy.conftest import MirrorFactory
 
 
@@ -125,3 +129,17 @@ class TestWrites:
         mirror = await make_mirror()
         response = await mirror.post("/v2/team/app/blobs/uploads/")
         assert response.status == 202
+
+
+class TestDecorators:
+    @pytest.mark.parametrize(
+        ("decorator", "service"),
+        [(ProxyBlobStore, BlobStore), (ProxyManifestStore, ManifestStore)],
+    )
+    def test_every_public_method_of_the_service_is_decorated(
+        self, decorator: type, service: type
+    ) -> None:
+        """The decorators hold no state of the service: a method they do not override
+        would run the service's code on an empty object."""
+        public = {n for n in vars(service) if not n.startswith("_") and callable(vars(service)[n])}
+        assert public <= set(vars(decorator))
