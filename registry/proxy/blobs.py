@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -183,6 +184,7 @@ class ProxyBlobStore(BlobStore):
 
     async def _download(self, route: Route, digest: Digest, fetch: _Fetch) -> None:
         upstream = route.upstream
+        started = time.monotonic()
         async with upstream.blob(route.remote, str(digest)) as response:
             if response.status == 404:
                 raise BlobUnknown(detail={"digest": str(digest)})
@@ -205,6 +207,13 @@ class ProxyBlobStore(BlobStore):
                 raise UpstreamUnavailable(
                     f"{upstream.name}: sent content that does not match {digest}"
                 ) from e
-        log.info("cached %s in %s from %s", digest, first, upstream.name)
+        log.info(
+            "cached %s in %s from %s: %d bytes in %.1f s",
+            digest,
+            first,
+            upstream.name,
+            fetch.flight.received,
+            time.monotonic() - started,
+        )
         for name in fetch.names - {first}:
             await self._inner.link(name, digest)

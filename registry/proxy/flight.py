@@ -93,6 +93,11 @@ class BlobFlight:
     def ended(self) -> bool:
         return self._ended
 
+    @property
+    def received(self) -> int:
+        """Bytes the download brought so far."""
+        return self._received
+
     async def length(self) -> int:
         """The blob's size, once known; re-raises the download's error if it failed first."""
         while True:
