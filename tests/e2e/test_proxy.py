@@ -258,6 +258,23 @@ class TestPrefixRoute:
         assert_serves_image(skopeo, mirror, "dist/team/app", "app", images.app, tmp_path)
         assert_serves_index(skopeo, mirror, "dist/team/app", "multi", images.multi, tmp_path)
 
+    def test_cached_content_is_in_the_layout_distribution_serves(
+        self,
+        upstream: ServerProcess,
+        cargobay_factory: ServerFactory,
+        distribution_factory: ServerFactory,
+        skopeo: Skopeo,
+        images: SourceImages,
+        tmp_path: Path,
+    ) -> None:
+        push(skopeo, images, upstream, "team/app", "app")
+        mirror = cargobay_factory(extra_config=upstream_config(upstream))
+        assert_serves_image(skopeo, mirror, "dist/team/app", "app", images.app, tmp_path)
+        mirror.stop()
+        upstream.stop()
+        reader = distribution_factory(root=mirror.root)
+        assert_serves_image(skopeo, reader, "dist/team/app", "app", images.app, tmp_path)
+
     def test_podman_pulls_through_a_registries_conf_mirror(
         self,
         upstream: ServerProcess,
