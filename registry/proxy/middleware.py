@@ -25,8 +25,12 @@ _READS = frozenset({"GET", "HEAD"})
 
 @web.middleware
 async def proxy_routing(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Send requests for proxied repositories to the cache's name for them; refuse writes."""
-    if "name" not in request.match_info:
+    """Send requests for proxied repositories to the cache's name for them; refuse writes.
+
+    Only the distribution API (`/v2/`) is routed; other pages naming a
+    repository (the web page) use the name content is cached under.
+    """
+    if "name" not in request.match_info or not request.path.startswith("/v2/"):
         return await handler(request)
     router = request.app[ROUTER]
     name = validate_name(request.match_info["name"])
@@ -58,5 +62,5 @@ async def add_namespace_header(request: web.Request, response: web.StreamRespons
     namespace = request.query.get("ns", "")
     router = request.app.get(ROUTER)
     routed = router is not None and router.by_namespace(namespace) is not None
-    if namespace and routed and "name" in request.match_info:
+    if namespace and routed and "name" in request.match_info and request.path.startswith("/v2/"):
         response.headers["OCI-Namespace"] = namespace

@@ -12,7 +12,7 @@ from registry.proxy.manifests import ProxyManifestStore
 from registry.proxy.routing import Router
 from registry.services.blobs import BlobStore
 from registry.services.manifests import ManifestStore
-from tests.proxy.conftest import MirrorFactory
+from tests.proxy.conftest import FakeUpstream, MirrorFactory
 
 
 def router(session: aiohttp.ClientSession) -> Router:
@@ -143,3 +143,16 @@ class TestDecorators:
         would run the service's code on an empty object."""
         public = {n for n in vars(service) if not n.startswith("_") and callable(vars(service)[n])}
         assert public <= set(vars(decorator))
+
+
+class TestPages:
+    async def test_pages_outside_the_api_are_not_routed(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        """The web page names repositories as they are cached; it never reaches upstreams."""
+        upstream.add_image("library/alpine", "3", b"layer")
+        mirror = await make_mirror(default=True)
+        await mirror.get("/v2/library/alpine/manifests/3")
+        assert (await mirror.get("/ui/r/up/library/alpine")).status == 200
+        assert (await mirror.get("/ui/r/library/alpine")).status == 404
+        assert upstream.count("GET", "/manifests/") == 1
