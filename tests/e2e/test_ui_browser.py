@@ -164,10 +164,16 @@ class TestBrowsing:
         skopeo.copy(images.oci("app"), docker_ref(cargobay, "e2e/app", "1.0"))
         skopeo.copy(images.oci("app"), docker_ref(cargobay, "e2e/app", "keep"))
 
+        def both_tags_everywhere() -> bool:  # each request may reach either worker
+            listings = [http_get(cargobay, "/v2/e2e/app/tags/list")[2] for _ in range(6)]
+            return all(json.loads(body)["tags"] == ["1.0", "keep"] for body in listings)
+
         def delete_link() -> bool:
             browser.get(f"{cargobay.url}/ui/r/e2e/app/-/m/1.0")
             return bool(browser.find_elements(By.ID, "delete-tag"))
 
+        # The confirmation names the other tags, from whichever worker answers.
+        eventually(both_tags_everywhere, "both workers list e2e/app's two tags")
         eventually(delete_link, "both workers know e2e/app:1.0")
         browser.find_element(By.ID, "delete-tag").click()
         WebDriverWait(browser, WAIT_SECONDS).until(
