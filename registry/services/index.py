@@ -41,12 +41,17 @@ from cachetools import TTLCache
 
 from registry import layout
 from registry.digest import Digest
-from registry.drivers.base import StorageDriver
+from registry.drivers.base import FileInfo, StorageDriver
 from registry.errors import DigestInvalid, PathNotFound, StorageError, Unsupported
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long after a tag's current link was written a read of it must come for a
+# reconciliation to trust an unchanged modification time: a storage clock of
+# whole seconds, and hosts' clocks up to this far apart.
+_UNCHANGED_AFTER = 10.0
 
 # Concurrent listings of the start-up discovery, which has the storage to
 # itself: many short listings side by side, where one long chain would crawl.
@@ -62,6 +67,8 @@ class RepositoryIndex:
     layers: set[str] = field(default_factory=set)
     #: When each tag was last pointed at its digest (seconds since the epoch).
     pushed: dict[str, float] = field(default_factory=dict)
+    #: When each tag's current link, written at `pushed`, was read (this process's clock).
+    read_at: dict[str, float] = field(default_factory=dict)
     # Sorted views rebuilt lazily: tag listings are frequent, tag writes rarer.
     _sorted_tags: list[str] | None = None
 
@@ -114,6 +121,8 @@ class TagIndex:
         # True while a refresh applies what it read (a change from storage,
         # not a newer local write, as far as refreshes of one entry go).
         self._from_storage = False
+        # One set per reconciliation under way: the repositories changed meanwhile.
+        self._reconciling: list[set[str]] = []
         # Tags and repositories storage said were absent, briefly.
         self._absent: TTLCache[tuple[str, ...], bool] = TTLCache(
             maxsize=100_000, ttl=negative_ttl, timer=time.monotonic
@@ -267,6 +276,8 @@ class TagIndex:
         """Mark the storage readers that what they read may be older than this change."""
         for watch in self._watches.get(("repo", name), ()):
             watch.changed = True
+        for touched in self._reconciling:
+            touched.add(name)
         if not self._from_storage:
             for watch in self._watches.get(entry, ()):
                 watch.changed = True
@@ -394,34 +405,16 @@ class TagIndex:
         Raises `StorageError` if storage cannot be read.
         """
         assert self._driver is not None, "only an index with a driver reads storage"
-        driver = self._driver
-        repo = RepositoryIndex()
-        # tag -> digests of its index/ history, for every tag with a current link
-        history: dict[str, list[str]] = {}
-        current: dict[str, float] = {}
+        scan = _Scan()
         for section in ("_manifests", "_layers"):
             try:
-                async for info in driver.walk(f"{layout.REPOSITORIES}/{name}/{section}"):
+                async for info in self._driver.walk(f"{layout.REPOSITORIES}/{name}/{section}"):
                     entry = layout.parse_repository_path(info.path)
-                    if entry is None or entry.kind == "upload" or entry.name != name:
-                        continue
-                    if entry.kind == "tag":
-                        current[entry.tag] = info.modified
-                        continue
-                    digest = _digest_text(entry.algorithm, entry.hex, info.path)
-                    if digest is None:
-                        continue
-                    if entry.kind == "layer":
-                        repo.layers.add(digest)
-                    elif entry.kind == "revision":
-                        repo.manifests.add(digest)
-                    elif entry.kind == "tag-history":
-                        history.setdefault(entry.tag, []).append(digest)
+                    if entry is not None and entry.name == name:
+                        scan.add(entry, info)
             except PathNotFound:
                 continue
-        await _resolve_tags(driver, name, repo, {tag: history.get(tag, []) for tag in current})
-        repo.pushed = {tag: current[tag] for tag in repo.tags}
-        return repo
+        return await scan.resolve(self._driver, name)
 
     # -- read-through and refresh ------------------------------------------------
 
@@ -505,41 +498,48 @@ class TagIndex:
         """Compare every repository with storage and take what storage says.
 
         Picks up writes that never reached the change feed (Distribution
-        sharing the storage, files removed by hand). A repository changed
-        here while it was being read keeps the newer state. Returns how many
-        repositories changed. Raises `StorageError` if the repositories
-        cannot be listed; one that cannot be read is skipped with a warning.
+        sharing the storage, files removed by hand). The whole tree is read
+        as one listing (on S3, one request per 1,000 keys), and a tag's
+        current link is read again only if it was rewritten since it was last
+        read. A repository changed here while storage was being read keeps
+        the newer state. Returns how many repositories changed. Raises
+        `StorageError` if storage cannot be read; nothing is changed then.
         """
         assert self._driver is not None, "only an index with a driver reads storage"
-        found = await _discover_names(self._driver)
-        names = found | set(self._repos) | self._pending
-        limit = asyncio.Semaphore(self._driver.bulk_concurrency)
-        changed = 0
+        driver = self._driver
+        touched: set[str] = set()
+        self._reconciling.append(touched)
+        try:
+            scans: dict[str, _Scan] = {}
+            async for info in driver.walk(layout.REPOSITORIES):
+                entry = layout.parse_repository_path(info.path)
+                if entry is not None:
+                    scans.setdefault(entry.name, _Scan()).add(entry, info)
+            limit = asyncio.Semaphore(driver.bulk_concurrency)
 
-        async def one(name: str) -> None:
-            nonlocal changed
-            async with limit:
-                with self._watch(("repo", name)) as watch:
-                    try:
-                        fresh = await self.read_repository(name)
-                    except StorageError as e:
-                        log.warning("reconcile: repository %s not read: %s", name, e)
-                        return
-            if watch.changed or name in self._loading:
-                return
+            async def resolve(name: str, scan: _Scan) -> tuple[str, RepositoryIndex]:
+                async with limit:
+                    return name, await scan.resolve(driver, name, self._repos.get(name))
+
+            fresh = dict(await asyncio.gather(*(resolve(n, sc) for n, sc in scans.items())))
+        finally:
+            self._reconciling.remove(touched)
+        changed = 0
+        for name in sorted(fresh.keys() | self._repos.keys() | self._pending):
+            if name in touched or name in self._loading:
+                continue
+            repo = fresh.get(name, RepositoryIndex())
             old = self._repos.get(name)
             same = old is not None and (old.tags, old.manifests, old.layers) == (
-                fresh.tags,
-                fresh.manifests,
-                fresh.layers,
+                repo.tags,
+                repo.manifests,
+                repo.layers,
             )
             if name in self._pending or not same:
-                if not same and (old is not None or not fresh.is_empty()):
+                if not same and (old is not None or not repo.is_empty()):
                     changed += 1
                 self._pending.discard(name)
-                self._install(name, fresh)
-
-        await asyncio.gather(*(one(name) for name in sorted(names)))
+                self._install(name, repo)
         return changed
 
     async def _refresh(
@@ -608,29 +608,74 @@ async def _discover_names(driver: StorageDriver) -> set[str]:
     return names
 
 
-async def _resolve_tags(
-    driver: StorageDriver, name: str, repo: RepositoryIndex, history: dict[str, list[str]]
-) -> None:
-    """Set each tag of `history` in `repo`, reading `current/link` where history is ambiguous."""
-    ambiguous: list[str] = []
-    for tag, digests in history.items():
-        if len(digests) == 1:
-            repo.tags[tag] = digests[0]
-        else:
-            ambiguous.append(tag)
-    limit = asyncio.Semaphore(driver.bulk_concurrency)
+class _Scan:
+    """The link files of one repository found by a listing, turned into its index."""
 
-    async def read_current(tag: str) -> None:
-        async with limit:
-            try:
-                text = (await driver.get_content(layout.tag_current_link(name, tag))).decode()
-                digest = str(Digest.parse(text.strip()))
-            except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
-                log.warning("skipping tag %s:%s: unreadable current link", name, tag)
-                return
-            repo.tags[tag] = digest
+    def __init__(self) -> None:
+        self.repo = RepositoryIndex()
+        # tag -> digests of its index/ history, and when its current link was written
+        self.history: dict[str, list[str]] = {}
+        self.current: dict[str, float] = {}
 
-    await asyncio.gather(*(read_current(tag) for tag in ambiguous))
+    def add(self, entry: layout.RepositoryEntry, info: FileInfo) -> None:
+        if entry.kind == "upload":
+            return
+        if entry.kind == "tag":
+            self.current[entry.tag] = info.modified
+            return
+        digest = _digest_text(entry.algorithm, entry.hex, info.path)
+        if digest is None:
+            return
+        if entry.kind == "layer":
+            self.repo.layers.add(digest)
+        elif entry.kind == "revision":
+            self.repo.manifests.add(digest)
+        elif entry.kind == "tag-history":
+            self.history.setdefault(entry.tag, []).append(digest)
+
+    async def resolve(
+        self, driver: StorageDriver, name: str, known: RepositoryIndex | None = None
+    ) -> RepositoryIndex:
+        """The repository's index: each tag with a current link is set from its history
+        when that names one digest, from `known` when its current link was not
+        rewritten since, and else from reading the current link."""
+        repo = self.repo
+        now = time.time()
+        ambiguous: list[str] = []
+        for tag, written in self.current.items():
+            digests = self.history.get(tag, [])
+            previous = known.tags.get(tag) if known is not None else None
+            if len(digests) == 1:
+                repo.tags[tag] = digests[0]
+                repo.read_at[tag] = now
+            elif (
+                known is not None
+                and previous in digests
+                and known.pushed.get(tag) == written
+                # Storage times may count whole seconds, and clocks differ: a link
+                # rewritten soon after it was read could show the same time.
+                and known.read_at.get(tag, 0.0) - written > _UNCHANGED_AFTER
+            ):
+                repo.tags[tag] = known.tags[tag]
+                repo.read_at[tag] = known.read_at[tag]
+            else:
+                ambiguous.append(tag)
+        limit = asyncio.Semaphore(driver.bulk_concurrency)
+
+        async def read_current(tag: str) -> None:
+            async with limit:
+                try:
+                    text = (await driver.get_content(layout.tag_current_link(name, tag))).decode()
+                    digest = str(Digest.parse(text.strip()))
+                except (PathNotFound, UnicodeDecodeError, DigestInvalid, Unsupported):
+                    log.warning("skipping tag %s:%s: unreadable current link", name, tag)
+                    return
+                repo.tags[tag] = digest
+                repo.read_at[tag] = now
+
+        await asyncio.gather(*(read_current(tag) for tag in ambiguous))
+        repo.pushed = {tag: self.current[tag] for tag in repo.tags}
+        return repo
 
 
 def _digest_text(algorithm: str, hexpart: str, path: str) -> str | None:

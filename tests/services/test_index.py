@@ -368,3 +368,48 @@ class TestWritesDuringALoad:
         await load
         assert index.has_layer("lib/new", str(digest(1)))
         assert index.resolve_tag("lib/new", "v1") == str(digest(2))
+
+
+class TestReconcileCost:
+    @pytest.fixture(autouse=True)
+    def short_clock_margin(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A reconciliation trusts an unchanged link time 1.5 s after the write, not 10 s."""
+        monkeypatch.setattr("registry.services.index._UNCHANGED_AFTER", 1.5)
+
+    @staticmethod
+    def count_reads(driver: StorageDriver, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        reads: list[str] = []
+        get_content = driver.get_content
+
+        async def counting_get(path: str) -> bytes:
+            reads.append(path)
+            return await get_content(path)
+
+        monkeypatch.setattr(driver, "get_content", counting_get)
+        return reads
+
+    async def test_reconcile_reads_again_only_the_current_links_rewritten_since(
+        self, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Tags moved before (several history entries) cost a read only when they move again."""
+        for n in range(5):
+            await write_tag(driver, "lib/app", f"t{n}", digest(1), digest(2))
+        await asyncio.sleep(1.6)
+        index = await rebuild(driver)
+        reads = self.count_reads(driver, monkeypatch)
+        assert await index.reconcile() == 0
+        assert reads == []
+        await write_tag(driver, "lib/app", "t3", digest(2), digest(1))
+        assert await index.reconcile() == 1
+        assert reads == [layout.tag_current_link("lib/app", "t3")]
+        assert index.resolve_tag("lib/app", "t3") == str(digest(1))
+
+    async def test_a_link_rewritten_right_after_it_was_read_is_not_missed(
+        self, driver: StorageDriver
+    ) -> None:
+        """Storage may keep whole seconds: the rewrite can carry the time the read saw."""
+        await write_tag(driver, "lib/app", "t", digest(1), digest(2))
+        index = await rebuild(driver)
+        await write_tag(driver, "lib/app", "t", digest(2), digest(1))
+        await index.reconcile()
+        assert index.resolve_tag("lib/app", "t") == str(digest(1))
