@@ -1,0 +1,375 @@
+"""One garbage collection, online: while every process goes on serving pushes and pulls.
+
+The order of a run, each step on what storage holds at that moment:
+
+1. Walk `repositories/` and `blobs/` (`inventory`).
+2. Retention: delete the tags no rule keeps (`retention`).
+3. Untagged manifests (`--delete-untagged`, or a rule's `untagged_days`):
+   delete revisions no tag reaches, through index children and referrers of
+   reached subjects, once older than the grace period.
+4. Mark: every remaining manifest revision keeps itself and everything it
+   names (`references`).
+5. Sweep: delete blobs nothing marks whose data is older than the grace
+   period and that no repository linked within it; their layer links; layer
+   links whose blob is gone; orphaned staging files; expired upload sessions.
+
+Why a push in flight loses nothing: what it uploads or links is younger than
+the grace period; and just before each batch of deletions (at most a second
+or one walk's time apart) storage is walked again, so manifests pushed since
+the mark keep what they name. What is left is a window of that length in
+which a manifest PUT checks a blob that is then deleted before the manifest
+is written; the grace period covers it unless the blob was uploaded longer
+ago than that and nothing referenced it since. Every deletion is published
+on the change feed, so every process stops serving it.
+
+A run holds the collection lease throughout and stops deleting the moment it
+is lost (`LeaseLost`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from registry import layout
+from registry.config import RetentionRule
+from registry.digest import Digest
+from registry.drivers.base import StorageDriver
+from registry.errors import PathNotFound
+from registry.gc import retention
+from registry.gc.counting import CountingDriver
+from registry.gc.inventory import (
+    Inventory,
+    Progress,
+    RepositoryState,
+    resolve_tags,
+    scan_blobs,
+    scan_repositories,
+)
+from registry.gc.lease import Lease
+from registry.gc.pulls import load_pulls
+from registry.gc.references import References, references
+from registry.gc.report import GcReport
+from registry.services.feed import Change
+
+log = logging.getLogger(__name__)
+
+# The shortest time between two re-checks of references during a sweep.
+_RECHECK_SECONDS = 1.0
+
+
+class LeaseLost(Exception):
+    """The collection lease went to another collector mid-run; this run stopped deleting."""
+
+
+@dataclass(frozen=True, slots=True)
+class GcOptions:
+    """What a collection does: see `cargobay gc --help` and `[gc]` in the configuration."""
+
+    grace: float = 3600.0
+    dry_run: bool = False
+    delete_untagged: bool = False
+    upload_expiry: float = 7 * 86400.0
+    retention: tuple[RetentionRule, ...] = ()
+
+
+async def collect(
+    driver: StorageDriver,
+    options: GcOptions,
+    publish: Callable[[Change], None],
+    *,
+    lease: Lease | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
+) -> GcReport:
+    """Collect garbage in `driver`'s storage (opened by the caller) under the lease.
+
+    Raises `LeaseHeld` if another collection runs, `LeaseLost` if the lease
+    is lost midway (what was deleted until then stays deleted), and
+    `StorageError` on a storage fault, which also ends the run. Every
+    deletion is published as a `Change` as it happens; the caller flushes
+    the feed.
+    """
+    counting = CountingDriver(driver)
+    held = lease if lease is not None else Lease(counting, clock=clock)
+    started = time.monotonic()
+    async with held.held():
+        run = _Run(counting, options, publish, held, progress, clock)
+        await run.run()
+    run.report.seconds = time.monotonic() - started
+    run.report.requests = dict(counting.counts)
+    return run.report
+
+
+class _Run:
+    def __init__(
+        self,
+        driver: StorageDriver,
+        options: GcOptions,
+        publish: Callable[[Change], None],
+        lease: Lease,
+        progress: Progress | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.driver = driver
+        self.options = options
+        self.publish = publish
+        self.lease = lease
+        self.progress = progress
+        self.clock = clock
+        self.report = GcReport(dry_run=options.dry_run)
+        self.inventory = Inventory()
+        self.refs: dict[str, References] = {}
+        self.marked: set[str] = set()
+        # Digests some repository linked within the grace period.
+        self.fresh_links: set[str] = set()
+        self.limit = asyncio.Semaphore(driver.bulk_concurrency)
+
+    async def run(self) -> None:
+        inventory = self.inventory
+        await scan_repositories(self.driver, inventory, self.progress)
+        await scan_blobs(self.driver, inventory, self.progress)
+        self._tally_examined()
+        needs_tags = self.options.delete_untagged or bool(self.options.retention)
+        if needs_tags:
+            await resolve_tags(self.driver, inventory.repositories)
+        await self._read_references(inventory.repositories)
+        if self.options.retention:
+            await self._apply_retention()
+        if needs_tags:
+            for name in sorted(inventory.repositories):
+                await self._delete_untagged(name)
+        self._mark(inventory.repositories)
+        await self._sweep_blobs()
+        await self._sweep_dangling_links()
+        await self._sweep_staged()
+        await self._sweep_uploads()
+
+    # -- marking ---------------------------------------------------------------
+
+    async def _read_references(self, repositories: dict[str, RepositoryState]) -> None:
+        wanted = _roots(repositories) - self.refs.keys()
+
+        async def read(digest: str) -> None:
+            async with self.limit:
+                try:
+                    data = await self.driver.get_content(layout.blob_data(Digest.parse(digest)))
+                except PathNotFound:
+                    return  # a revision without content names nothing
+            self.refs[digest] = references(data)
+            if self.progress is not None and len(self.refs) % 1000 == 0:
+                self.progress("mark", len(self.refs))
+
+        await asyncio.gather(*(read(d) for d in wanted))
+
+    def _mark(self, repositories: dict[str, RepositoryState]) -> None:
+        for digest in _roots(repositories):
+            self.marked.add(digest)
+            found = self.refs.get(digest)
+            if found is not None:
+                self.marked |= found.content
+        horizon = self.clock() - self.options.grace
+        for repo in repositories.values():
+            self.fresh_links.update(d for d, at in repo.layers.items() if at > horizon)
+
+    async def _recheck(self) -> None:
+        """Mark what manifests pushed since the last look name, and blobs linked since."""
+        fresh = Inventory()
+        await scan_repositories(self.driver, fresh)
+        await self._read_references(fresh.repositories)
+        self._mark(fresh.repositories)
+
+    # -- retention and untagged manifests ---------------------------------------
+
+    async def _apply_retention(self) -> None:
+        pulls: dict[tuple[str, str], float] = {}
+        if any(rule.keep_pulled_days for rule in self.options.retention):
+            pulls = await load_pulls(self.driver, self.clock(), fold=not self.options.dry_run)
+        now = self.clock()
+        for name, repo in sorted(self.inventory.repositories.items()):
+            expired = retention.expired_tags(name, repo.tags, self.options.retention, pulls, now)
+            for tag in sorted(expired):
+                state = repo.tags[tag]
+                if not self.options.dry_run:
+                    try:
+                        current = await self.driver.stat(layout.tag_current_link(name, tag))
+                    except PathNotFound:
+                        del repo.tags[tag]
+                        continue
+                    if current.modified > state.pushed:
+                        continue  # pushed again since the walk: a new tag, kept
+                await self._remove(layout.tag_dir(name, tag), "tags", Change("tag", name, tag=tag))
+                del repo.tags[tag]
+
+    def _reached(self, repo: RepositoryState) -> set[str]:
+        """Manifests of `repo` a tag reaches: through index children, and referrers of reached."""
+        reached: set[str] = set()
+        frontier = [t.digest for t in repo.tags.values() if t.digest]
+        while frontier:
+            while frontier:
+                digest = frontier.pop()
+                if digest in reached:
+                    continue
+                reached.add(digest)
+                found = self.refs.get(digest)
+                if found is not None:
+                    frontier.extend(found.children)
+            for digest in repo.revisions:
+                found = self.refs.get(digest)
+                if digest not in reached and found is not None and found.subject in reached:
+                    frontier.append(digest)
+        return reached
+
+    def _untagged(self, name: str, repo: RepositoryState) -> list[str]:
+        if self.options.delete_untagged:
+            expiry: float | None = 0.0
+        else:
+            expiry = retention.untagged_expiry(name, self.options.retention)
+        if expiry is None:
+            return []
+        before = self.clock() - max(expiry, self.options.grace)
+        reached = self._reached(repo)
+        return sorted(d for d, at in repo.revisions.items() if d not in reached and at < before)
+
+    async def _delete_untagged(self, name: str) -> None:
+        repo = self.inventory.repositories[name]
+        if not self._untagged(name, repo):
+            return
+        if not self.options.dry_run:
+            # Tags and manifests pushed since the walk may reach them now.
+            fresh = Inventory()
+            await scan_repositories(self.driver, fresh, root=layout.repository(name))
+            repo = fresh.repositories.get(name, RepositoryState())
+            await resolve_tags(self.driver, fresh.repositories)
+            await self._read_references(fresh.repositories)
+            self.inventory.repositories[name] = repo
+        for digest in self._untagged(name, repo):
+            await self._remove(
+                layout.manifest_revision_dir(name, Digest.parse(digest)),
+                "manifests",
+                Change("manifest", name, digest=digest),
+            )
+            del repo.revisions[digest]
+
+    # -- sweeping --------------------------------------------------------------
+
+    def _unreferenced(self, horizon: float) -> list[str]:
+        return sorted(
+            digest
+            for digest, info in self.inventory.blobs.items()
+            if digest not in self.marked
+            and digest not in self.fresh_links
+            and info.modified < horizon
+        )
+
+    async def _sweep_blobs(self) -> None:
+        horizon = self.clock() - self.options.grace
+        candidates = self._unreferenced(horizon)
+        if not candidates:
+            return
+        linked_from: dict[str, list[str]] = {}
+        for name, repo in self.inventory.repositories.items():
+            for digest in repo.layers:
+                linked_from.setdefault(digest, []).append(name)
+        position = 0
+        while position < len(candidates):
+            if not self.options.dry_run:
+                checked = time.monotonic()
+                await self._recheck()
+                pause = max(_RECHECK_SECONDS, time.monotonic() - checked)
+            else:
+                pause = float("inf")
+            batch_started = time.monotonic()
+            while position < len(candidates) and time.monotonic() - batch_started < pause:
+                chunk = [
+                    d
+                    for d in candidates[position : position + self.driver.bulk_concurrency]
+                    if d not in self.marked and d not in self.fresh_links
+                ]
+                position += self.driver.bulk_concurrency
+                await asyncio.gather(*(self._delete_blob(d, linked_from.get(d, ())) for d in chunk))
+            if self.progress is not None:
+                self.progress("sweep", position)
+
+    async def _delete_blob(self, digest: str, repositories: Iterable[str]) -> None:
+        parsed = Digest.parse(digest)
+        info = self.inventory.blobs.pop(digest)
+        await self._remove(
+            layout.blob_dir(parsed), "blobs", Change("blob", digest=digest), info.size
+        )
+        for name in repositories:
+            await self._remove_link(name, parsed)
+
+    async def _remove_link(self, name: str, digest: Digest) -> None:
+        link = layout.layer_link(name, digest)
+        change = Change("layer", name, digest=str(digest))
+        await self._remove(link.rpartition("/")[0], "layer_links", change)
+        self.inventory.repositories[name].layers.pop(str(digest), None)
+
+    async def _sweep_dangling_links(self) -> None:
+        horizon = self.clock() - self.options.grace
+        for name, repo in sorted(self.inventory.repositories.items()):
+            for digest, at in sorted(repo.layers.items()):
+                if digest in self.inventory.blobs or at >= horizon:
+                    continue
+                parsed = Digest.parse(digest)
+                with contextlib.suppress(PathNotFound):
+                    await self.driver.stat(layout.blob_data(parsed))
+                    continue  # uploaded since the walk
+                await self._remove_link(name, parsed)
+
+    async def _sweep_staged(self) -> None:
+        horizon = self.clock() - self.options.grace
+        for info in self.inventory.staged:
+            if info.modified < horizon:
+                await self._remove(info.path, "staged", None, info.size)
+
+    async def _sweep_uploads(self) -> None:
+        uploads = self.inventory.uploads
+        for directory in await uploads.expired(
+            self.driver, self.options.upload_expiry, self.clock()
+        ):
+            await self._remove(directory, "uploads", None)
+
+    # -- deleting --------------------------------------------------------------
+
+    async def _remove(self, path: str, kind: str, change: Change | None, size: int = 0) -> None:
+        """Delete `path`, publish `change`, and count it, unless dry-running (then only count).
+
+        Already gone counts as not freed by us.
+        """
+        if not self.options.dry_run:
+            if not self.lease.valid:
+                raise LeaseLost(f"lost the collection lease; stopped before deleting {path}")
+            try:
+                await self.driver.delete(path)
+            except PathNotFound:
+                return
+            if change is not None:
+                self.publish(change)
+        self.report.freed[kind].add(size)
+        self.report.removed.append(path)
+
+    def _tally_examined(self) -> None:
+        examined = self.report.examined
+        for info in self.inventory.blobs.values():
+            examined["blobs"].add(info.size)
+        for repo in self.inventory.repositories.values():
+            examined["manifests"].count += len(repo.revisions)
+            examined["tags"].count += len(repo.tags)
+            examined["layer_links"].count += len(repo.layers)
+        for info in self.inventory.staged:
+            examined["staged"].add(info.size)
+        examined["uploads"].count = len(self.inventory.uploads)
+
+
+def _roots(repositories: dict[str, RepositoryState]) -> set[str]:
+    """Every manifest revision, and every tag's target (a revision too, unless written oddly)."""
+    roots = {d for repo in repositories.values() for d in repo.revisions}
+    for repo in repositories.values():
+        roots.update(t.digest for t in repo.tags.values() if t.digest)
+    return roots
