@@ -148,6 +148,7 @@ class _Run:
         await self._sweep_dangling_links()
         await self._sweep_staged()
         await self._sweep_uploads()
+        await self._sweep_incomplete_writes()
 
     # -- marking ---------------------------------------------------------------
 
@@ -334,6 +335,22 @@ class _Run:
             self.driver, self.options.upload_expiry, self.clock()
         ):
             await self._remove(directory, "uploads", None)
+
+    async def _sweep_incomplete_writes(self) -> None:
+        now = self.clock()
+        async for write in self.driver.incomplete_writes(layout.ROOT):
+            self.report.examined["multipart"].add()
+            # A session's own writes last as long as the session may.
+            in_session = "/_uploads/" in write.path
+            limit = self.options.upload_expiry if in_session else self.options.grace
+            if now - write.started <= limit:
+                continue
+            if not self.options.dry_run:
+                if not self.lease.valid:
+                    raise LeaseLost("lost the collection lease; stopped")
+                await self.driver.discard_incomplete_write(write)
+            self.report.freed["multipart"].add()
+            self.report.removed.append(f"{write.path} (unfinished write {write.handle})")
 
     # -- deleting --------------------------------------------------------------
 

@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
-from registry.drivers.base import FileInfo, StorageDriver
+from registry.drivers.base import FileInfo, IncompleteWrite, StorageDriver
 from registry.drivers.wrapper import DriverWrapper
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 _PAGE = 1000
 
@@ -38,11 +39,17 @@ class CountingDriver(DriverWrapper):
         self.counts[operation] += 1
         return await call
 
-    async def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
+    def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
+        return self._paged(self.inner._walk(path, start_after))
+
+    def _incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
+        return self._paged(self.inner._incomplete_writes(path))
+
+    async def _paged(self, listing: AsyncIterator[E]) -> AsyncIterator[E]:
         self.counts["list"] += 1
         seen = 0
-        async for info in self.inner._walk(path, start_after):
+        async for entry in listing:
             seen += 1
             if seen % _PAGE == 0:
                 self.counts["list"] += 1
-            yield info
+            yield entry
