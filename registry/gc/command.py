@@ -63,7 +63,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
         if progress is not None:
             progress.done()
         try:
-            await feed.flush()
+            await feed.close()  # every process must learn of what was deleted
         finally:
             await driver.close()
     print(report.to_json() if args.json else report.to_text())

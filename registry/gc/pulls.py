@@ -151,6 +151,9 @@ class PullRecorder(ManifestStore):
     async def delete(self, name: str, reference: str) -> None:
         await self._inner.delete(name, reference)
 
+    def forget_referrers(self, name: str) -> None:
+        self._inner.forget_referrers(name)
+
     async def referrers(
         self, name: str, subject: Digest, artifact_type: str | None = None
     ) -> list[dict[str, Any]]:

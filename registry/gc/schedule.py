@@ -39,7 +39,18 @@ def options_of(config: Config) -> GcOptions:
 
 async def collect_periodically(driver: StorageDriver, options: GcOptions, interval: float) -> None:
     """Try a collection every `interval` seconds until cancelled; each outcome is logged."""
+    # A feed of its own: this process follows the feed like any other and
+    # learns of the deletions too, which it would not from its own records.
     feed = ChangeFeed(driver)
+    try:
+        await _collect_every(driver, options, interval, feed)
+    finally:
+        await feed.close()
+
+
+async def _collect_every(
+    driver: StorageDriver, options: GcOptions, interval: float, feed: ChangeFeed
+) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
@@ -51,8 +62,7 @@ async def collect_periodically(driver: StorageDriver, options: GcOptions, interv
             log.warning("gc: stopped: %s", e)
             continue
         finally:
-            with contextlib.suppress(StorageError):
-                await feed.flush()
+            await feed.flush()  # logs a storage error itself, and keeps the changes
         freed = report.freed
         log.info(
             "gc: freed %d blobs (%d bytes), %d manifests, %d tags, %d uploads in %.1f s, "
