@@ -385,8 +385,10 @@ class _Run:
 
 
 def _roots(repositories: dict[str, RepositoryState]) -> set[str]:
-    """Every manifest revision, and every tag's target (a revision too, unless written oddly)."""
-    roots = {d for repo in repositories.values() for d in repo.revisions}
-    for repo in repositories.values():
-        roots.update(t.digest for t in repo.tags.values() if t.digest)
-    return roots
+    """Every manifest revision: what marking starts from, as in Distribution.
+
+    A tag whose manifest has no revision is not a root: a push writes the
+    revision before the tag, so such a tag is left over from a deleted
+    manifest and no registry serves it.
+    """
+    return {d for repo in repositories.values() for d in repo.revisions}
