@@ -14,13 +14,17 @@ The order of a run, each step on what storage holds at that moment:
    links whose blob is gone; orphaned staging files; expired upload sessions.
 
 Why a push in flight loses nothing: what it uploads or links is younger than
-the grace period; and just before each batch of deletions (at most a second
-or one walk's time apart) storage is walked again, so manifests pushed since
-the mark keep what they name. What is left is a window of that length in
-which a manifest PUT checks a blob that is then deleted before the manifest
-is written; the grace period covers it unless the blob was uploaded longer
-ago than that and nothing referenced it since. Every deletion is published
-on the change feed, so every process stops serving it.
+the grace period; a manifest it pushes after the mark is found before the next
+batch of deletions, by reading the change feed (every `_FOLLOW_SECONDS`), or
+by walking storage again where the feed cannot tell (no feed, a gap in it,
+and every `_BACKSTOP_SECONDS` for records lost in a crash); and a manifest
+PUT checks in storage that the blobs it names exist, so one naming a blob
+deleted a moment ago is refused with MANIFEST_BLOB_UNKNOWN and the client
+uploads it again. What is left is a window of about one batch in which a PUT
+checks a blob that is then deleted before the manifest is written and read
+back; the grace period covers it unless the blob was uploaded longer ago
+than that and nothing referenced it since. Every deletion is published on
+the change feed, so every process stops serving it.
 
 A run holds the collection lease throughout and stops deleting the moment it
 is lost (`LeaseLost`).
@@ -32,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from registry import layout
@@ -58,8 +62,18 @@ from registry.services.feed import Change
 
 log = logging.getLogger(__name__)
 
-# The shortest time between two re-checks of references during a sweep.
-_RECHECK_SECONDS = 1.0
+# Without the change feed, storage is walked again before each batch of
+# deletions, at most this often (or as often as a walk takes, if longer).
+_REWALK_SECONDS = 1.0
+# With it, the feed is read before each batch of at most this long, and
+# storage walked again as a backstop for records lost in a crash this often
+# (or ten times as long as a walk takes).
+_FOLLOW_SECONDS = 0.2
+_BACKSTOP_SECONDS = 60.0
+
+#: Reads the change feed: what other processes changed since the last call,
+#: or None if that cannot be known (then storage is walked again).
+Follow = Callable[[], Awaitable[list[Change] | None]]
 
 
 class LeaseLost(Exception):
@@ -82,6 +96,7 @@ async def collect(
     options: GcOptions,
     publish: Callable[[Change], None],
     *,
+    follow: Follow | None = None,
     lease: Lease | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
@@ -92,13 +107,15 @@ async def collect(
     is lost midway (what was deleted until then stays deleted), and
     `StorageError` on a storage fault, which also ends the run. Every
     deletion is published as a `Change` as it happens; the caller flushes
-    the feed.
+    the feed. With `follow`, the feed tells what was pushed during the
+    sweep (it must start following before this call); without, storage is
+    walked again before each batch of deletions, which costs more.
     """
     counting = CountingDriver(driver)
     held = lease if lease is not None else Lease(counting, clock=clock)
     started = time.monotonic()
     async with held.held():
-        run = _Run(counting, options, publish, held, progress, clock)
+        run = _Run(counting, options, publish, follow, held, progress, clock)
         await run.run()
     run.report.seconds = time.monotonic() - started
     run.report.requests = dict(counting.counts)
@@ -111,6 +128,7 @@ class _Run:
         driver: StorageDriver,
         options: GcOptions,
         publish: Callable[[Change], None],
+        follow: Follow | None,
         lease: Lease,
         progress: Progress | None,
         clock: Callable[[], float],
@@ -118,6 +136,7 @@ class _Run:
         self.driver = driver
         self.options = options
         self.publish = publish
+        self.follow = follow
         self.lease = lease
         self.progress = progress
         self.clock = clock
@@ -177,12 +196,31 @@ class _Run:
         for repo in repositories.values():
             self.fresh_links.update(d for d, at in repo.layers.items() if at > horizon)
 
-    async def _recheck(self) -> None:
-        """Mark what manifests pushed since the last look name, and blobs linked since."""
+    async def _walk_again(self) -> float:
+        """Mark what manifests pushed since the last look name, and blobs linked since.
+
+        Returns how long the walk took.
+        """
+        started = time.monotonic()
         fresh = Inventory()
         await scan_repositories(self.driver, fresh)
         await self._read_references(fresh.repositories)
         self._mark(fresh.repositories)
+        return time.monotonic() - started
+
+    async def _apply(self, changes: list[Change]) -> None:
+        """Mark what the manifests and layer links named in `changes` keep alive."""
+        revisions: dict[str, RepositoryState] = {}
+        for change in changes:
+            if change.kind == "manifest" and change.digest:
+                revisions.setdefault(change.repository, RepositoryState()).revisions[
+                    change.digest
+                ] = 0.0
+            elif change.kind == "layer" and change.digest:
+                self.fresh_links.add(change.digest)
+        # A deleted manifest is marked too: keeping a little more is safe.
+        await self._read_references(revisions)
+        self._mark(revisions)
 
     # -- retention and untagged manifests ---------------------------------------
 
@@ -277,13 +315,19 @@ class _Run:
             for digest in repo.layers:
                 linked_from.setdefault(digest, []).append(name)
         position = 0
+        walked = time.monotonic()
+        walk = 0.0
+        if self.follow is None and not self.options.dry_run:
+            # What was pushed while marking; with the feed, its first read says.
+            walk = await self._walk_again()
         while position < len(candidates):
+            pause = float("inf")
             if not self.options.dry_run:
-                checked = time.monotonic()
-                await self._recheck()
-                pause = max(_RECHECK_SECONDS, time.monotonic() - checked)
-            else:
-                pause = float("inf")
+                pause = await self._recheck(walked, walk)
+                if pause < 0:
+                    walked = time.monotonic()
+                    walk = await self._walk_again()
+                    pause = max(_REWALK_SECONDS, walk)
             batch_started = time.monotonic()
             while position < len(candidates) and time.monotonic() - batch_started < pause:
                 chunk = [
@@ -295,6 +339,16 @@ class _Run:
                 await asyncio.gather(*(self._delete_blob(d, linked_from.get(d, ())) for d in chunk))
             if self.progress is not None:
                 self.progress("sweep", position)
+
+    async def _recheck(self, walked: float, walk: float) -> float:
+        """Follow the feed before a batch: how long the batch may last, or -1 to walk first."""
+        if self.follow is None:
+            return -1.0
+        changes = await self.follow()
+        if changes is None or time.monotonic() - walked > max(_BACKSTOP_SECONDS, 10 * walk):
+            return -1.0
+        await self._apply(changes)
+        return _FOLLOW_SECONDS
 
     async def _delete_blob(self, digest: str, repositories: Iterable[str]) -> None:
         parsed = Digest.parse(digest)

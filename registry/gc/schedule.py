@@ -53,8 +53,10 @@ async def _collect_every(
 ) -> None:
     while True:
         await asyncio.sleep(interval)
+        # What was pushed before this run is in storage, for the mark to find.
+        feed.restart_from_now()
         try:
-            report = await collect(driver, options, feed.publish)
+            report = await collect(driver, options, feed.publish, follow=feed.poll)
         except LeaseHeld as e:
             log.info("gc: skipped, %s", e)
             continue

@@ -153,6 +153,33 @@ class TestSweep:
         assert Change("manifest", "team/app", digest=gone["manifest"]) in published
 
 
+class TestPushesDuringTheSweep:
+    @pytest.mark.parametrize("feed_knows", [True, False])
+    async def test_a_manifest_pushed_during_the_sweep_keeps_the_old_blobs_it_names(
+        self, driver: StorageDriver, feed_knows: bool
+    ) -> None:
+        """Pushed after the mark, reusing blobs the mark found unreferenced: the feed
+        says so before the next deletion; when it cannot, storage is walked again."""
+        orphans = [await put_blob(driver, "team/app", b"old layer %d" % i) for i in range(40)]
+        reused = orphans[-1]
+        calls = 0
+
+        async def follow() -> list[Change] | None:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                return []
+            manifest = s.oci_image_manifest(config=(reused, 1), layers=[(reused, 1)])
+            digest = await put_manifest(driver, "team/app", manifest, "late")
+            return [Change("manifest", "team/app", digest=digest)] if feed_knows else None
+
+        await collect(
+            driver, GRACE, Published(), follow=follow, lease=lease(driver), clock=later(2)
+        )
+        assert await blob_exists(driver, reused)
+        assert not await blob_exists(driver, orphans[0])
+
+
 class TestUntagged:
     async def test_children_of_a_tagged_index_and_referrers_of_reached_subjects_stay(
         self, driver: StorageDriver
