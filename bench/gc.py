@@ -162,12 +162,19 @@ def cargobay_config(workdir: Path, root: Path, port: int) -> Path:
 
 def distribution_config(workdir: Path, root: Path) -> Path:
     path = workdir / f"distribution-{root.name}.yml"
-    path.write_text(json.dumps({
-        "version": 0.1,
-        "log": {"level": "error"},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
-        "http": {"addr": "127.0.0.1:0"},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "version": 0.1,
+                "log": {"level": "error"},
+                "storage": {
+                    "filesystem": {"rootdirectory": str(root)},
+                    "delete": {"enabled": True},
+                },
+                "http": {"addr": "127.0.0.1:0"},
+            }
+        )
+    )
     return path
 
 
@@ -176,11 +183,18 @@ def collect_cargobay(workdir: Path, root: Path) -> Collection:
     argv = [str(servers.CARGOBAY), "gc", "--config", str(config), "--json"]
     seconds, rss, out = _timed(argv, workdir)
     report = json.loads(out)
-    return Collection("cargobay", seconds, rss, sum(report["requests"].values()),
-                      len(blobs_left(root)),
-                      {"freed_blobs": report["freed"]["blobs"]["count"],
-                       "freed_layer_links": report["freed"]["layer_links"]["count"],
-                       "requests": report["requests"]})
+    return Collection(
+        "cargobay",
+        seconds,
+        rss,
+        sum(report["requests"].values()),
+        len(blobs_left(root)),
+        {
+            "freed_blobs": report["freed"]["blobs"]["count"],
+            "freed_layer_links": report["freed"]["layer_links"]["count"],
+            "requests": report["requests"],
+        },
+    )
 
 
 def collect_distribution(workdir: Path, root: Path) -> Collection:
@@ -229,19 +243,35 @@ async def _load(base: str, seconds: float, label: str, seed_: int) -> Load:
         own = f"own layer {n} ".encode() * 256
         for data in (config, shared, own):
             await push_blob(http, repo, data)
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": "sha256:" + _sha(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": "sha256:" + _sha(d), "size": len(d)} for d in (shared, own)],
-        }).encode()
-        async with http.put(f"{base}/v2/{repo}/manifests/t{n}", data=manifest,
-                            headers={"Content-Type": OCI_MANIFEST}) as r:
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": "sha256:" + _sha(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": "sha256:" + _sha(d),
+                        "size": len(d),
+                    }
+                    for d in (shared, own)
+                ],
+            }
+        ).encode()
+        async with http.put(
+            f"{base}/v2/{repo}/manifests/t{n}",
+            data=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        ) as r:
             if r.status != 201:
                 raise RuntimeError(f"manifest put {r.status}: {(await r.text())[:200]}")
-        async with http.get(f"{base}/v2/{repo}/manifests/t{n}",
-                            headers={"Accept": OCI_MANIFEST}) as r:
+        async with http.get(
+            f"{base}/v2/{repo}/manifests/t{n}", headers={"Accept": OCI_MANIFEST}
+        ) as r:
             if r.status != 200 or await r.read() != manifest:
                 raise RuntimeError(f"manifest get {r.status}")
         for data in (config, shared, own):
@@ -274,8 +304,11 @@ def load_during_collection(workdir: Path, root: Path, seconds: float) -> dict[st
     try:
         base = f"http://127.0.0.1:{port}"
         before = asyncio.run(_load(base, seconds, "without", 1))
-        gc = subprocess.Popen([str(servers.CARGOBAY), "gc", "--config", str(config), "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        gc = subprocess.Popen(
+            [str(servers.CARGOBAY), "gc", "--config", str(config), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         during = asyncio.run(_load(base, seconds, "during gc", 2))
         out, err = gc.communicate()
         if gc.returncode:
@@ -312,19 +345,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeded {results['dataset']} in {time.monotonic() - started:.0f}s", flush=True)
         collections: list[Collection] = []
         for rnd in range(args.rounds):
-            for who, collect in (("distribution", collect_distribution),
-                                 ("cargobay", collect_cargobay)):
+            for who, collect in (
+                ("distribution", collect_distribution),
+                ("cargobay", collect_cargobay),
+            ):
                 copy = workdir / f"{who}-{rnd}"
                 shutil.copytree(source, copy)
                 done = collect(workdir, copy)
                 done.notes["round"] = rnd + 1
                 collections.append(done)
-                print(f"  {who:<12} {done.seconds:7.1f}s  peak {done.peak_rss_mib:6.0f} MiB  "
-                      f"requests {done.requests}  blobs left {done.blobs_left}", flush=True)
+                print(
+                    f"  {who:<12} {done.seconds:7.1f}s  peak {done.peak_rss_mib:6.0f} MiB  "
+                    f"requests {done.requests}  blobs left {done.blobs_left}",
+                    flush=True,
+                )
             ours, theirs = workdir / f"cargobay-{rnd}", workdir / f"distribution-{rnd}"
-            collections[-1].notes["same_blobs_left_as_distribution"] = (
-                blobs_left(ours) == blobs_left(theirs)
-            )
+            collections[-1].notes["same_blobs_left_as_distribution"] = blobs_left(
+                ours
+            ) == blobs_left(theirs)
             shutil.rmtree(ours)
             shutil.rmtree(theirs)
         results["collections"] = [asdict(c) for c in collections]
