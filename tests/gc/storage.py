@@ -8,8 +8,8 @@ from collections.abc import Callable
 from registry import layout
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
-from registry.errors import PathNotFound
 from registry.services.feed import Change
+from tests.services.test_purge import exists as exists  # shared, re-exported
 
 HOUR = 3600.0
 
@@ -40,14 +40,6 @@ async def put_manifest(
         await driver.put_content(layout.tag_index_link(name, tag, digest), key)
         await driver.put_content(layout.tag_current_link(name, tag), key)
     return str(digest)
-
-
-async def exists(driver: StorageDriver, path: str) -> bool:
-    try:
-        await driver.stat(path)
-    except PathNotFound:
-        return False
-    return True
 
 
 async def blob_exists(driver: StorageDriver, digest: str) -> bool:
