@@ -4,8 +4,8 @@
 
 One data set is written straight into Distribution's layout on a directory:
 `--manifests` tagged image manifests over 100 repositories, each naming a
-config and four layers, and as many unreferenced blobs (linked, as a deleted
-image leaves them) as it takes to reach `--blobs`, about half of them; every
+config and three layers, and as many unreferenced blobs (linked, as a deleted
+image leaves them) as it takes to reach `--blobs`: half of them at 10 blobs a manifest; every
 file is dated two hours back, past the one-hour grace period. Three copies of
 the same bytes are then collected:
 
@@ -48,7 +48,7 @@ from bench import servers
 ROOT = "docker/registry/v2"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REPOSITORIES = 100
-LAYERS_PER_IMAGE = 4
+LAYERS_PER_IMAGE = 3
 AGE = 2 * 3600.0
 LOAD_CONCURRENCY = 8
 

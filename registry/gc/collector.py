@@ -70,6 +70,8 @@ _REWALK_SECONDS = 1.0
 # (or ten times as long as a walk takes).
 _FOLLOW_SECONDS = 0.2
 _BACKSTOP_SECONDS = 60.0
+# Blobs whose deletions run side by side (each bounded by the driver's bulk concurrency).
+_CHUNK = 64
 
 #: Reads the change feed: what other processes changed since the last call,
 #: or None if that cannot be known (then storage is walked again).
@@ -137,6 +139,10 @@ class _Run:
         self.options = options
         self.publish = publish
         self.follow = follow
+        # Changes are handed to the feed a batch of deletions at a time: one
+        # record per batch, not one per few deletions, keeps the feed short
+        # for every process that reads it.
+        self.unpublished: list[Change] = []
         self.lease = lease
         self.progress = progress
         self.clock = clock
@@ -149,6 +155,12 @@ class _Run:
         self.limit = asyncio.Semaphore(driver.bulk_concurrency)
 
     async def run(self) -> None:
+        try:
+            await self._steps()
+        finally:
+            self._publish()  # what was deleted before a failure too
+
+    async def _steps(self) -> None:
         inventory = self.inventory
         await scan_repositories(self.driver, inventory, self.progress)
         await scan_blobs(self.driver, inventory, self.progress)
@@ -163,6 +175,7 @@ class _Run:
             for name in sorted(inventory.repositories):
                 await self._delete_untagged(name)
         self._mark(inventory.repositories)
+        self._publish()
         await self._sweep_blobs()
         await self._sweep_dangling_links()
         await self._sweep_staged()
@@ -332,11 +345,12 @@ class _Run:
             while position < len(candidates) and time.monotonic() - batch_started < pause:
                 chunk = [
                     d
-                    for d in candidates[position : position + self.driver.bulk_concurrency]
+                    for d in candidates[position : position + _CHUNK]
                     if d not in self.marked and d not in self.fresh_links
                 ]
-                position += self.driver.bulk_concurrency
+                position += _CHUNK
                 await asyncio.gather(*(self._delete_blob(d, linked_from.get(d, ())) for d in chunk))
+            self._publish()
             if self.progress is not None:
                 self.progress("sweep", position)
 
@@ -353,11 +367,18 @@ class _Run:
     async def _delete_blob(self, digest: str, repositories: Iterable[str]) -> None:
         parsed = Digest.parse(digest)
         info = self.inventory.blobs.pop(digest)
-        await self._remove(
-            layout.blob_dir(parsed), "blobs", Change("blob", digest=digest), info.size
-        )
+        async with self.limit:
+            await self._remove(
+                layout.blob_dir(parsed), "blobs", Change("blob", digest=digest), info.size
+            )
         for name in repositories:
-            await self._remove_link(name, parsed)
+            async with self.limit:
+                await self._remove_link(name, parsed)
+
+    def _publish(self) -> None:
+        for change in self.unpublished:
+            self.publish(change)
+        self.unpublished.clear()
 
     async def _remove_link(self, name: str, digest: Digest) -> None:
         link = layout.layer_link(name, digest)
@@ -421,7 +442,7 @@ class _Run:
             except PathNotFound:
                 return
             if change is not None:
-                self.publish(change)
+                self.unpublished.append(change)
         self.report.freed[kind].add(size)
         self.report.removed.append(path)
 
