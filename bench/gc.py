@@ -4,10 +4,10 @@
 
 One data set is written straight into Distribution's layout on a directory:
 `--manifests` tagged image manifests over 100 repositories, each naming a
-config and three layers, and as many unreferenced blobs (linked, as a deleted
-image leaves them) as it takes to reach `--blobs`: half of them at 10 blobs a manifest; every
-file is dated two hours back, past the one-hour grace period. Three copies of
-the same bytes are then collected:
+config and three layers, and as many unreferenced blobs (linked, as a
+deleted image leaves them) as it takes to reach `--blobs`: half of them at
+10 blobs a manifest. Every file is dated two hours back, past the one-hour
+grace period. Three copies of the same bytes are then collected:
 
 1. `docker-registry garbage-collect` (Distribution 2.8, registry stopped, as it
    requires) and 2. `cargobay gc`, alternating: wall time and peak memory of

@@ -65,10 +65,11 @@ async def scan_repositories(
         if STAGED_MARK in info.path.rpartition("/")[2]:
             into.staged.append(info)
             continue
-        if into.uploads.add(info):
-            continue
         entry = layout.parse_repository_path(info.path)
         if entry is None:
+            continue
+        if entry.kind == "upload":
+            into.uploads.add(info)
             continue
         repo = into.repositories.setdefault(entry.name, RepositoryState())
         digest = f"{entry.algorithm}:{entry.hex}"
