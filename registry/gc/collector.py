@@ -43,7 +43,7 @@ from registry import layout
 from registry.config import RetentionRule
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
-from registry.errors import PathNotFound
+from registry.errors import DigestInvalid, PathNotFound, Unsupported
 from registry.gc import retention
 from registry.gc.counting import CountingDriver
 from registry.gc.inventory import (
@@ -223,15 +223,23 @@ class _Run:
 
     async def _apply(self, changes: list[Change]) -> None:
         """Mark what the manifests and layer links named in `changes` keep alive."""
-        revisions: dict[str, RepositoryState] = {}
+        named: set[tuple[str, str]] = set()
         for change in changes:
             if change.kind == "manifest" and change.digest:
-                revisions.setdefault(change.repository, RepositoryState()).revisions[
-                    change.digest
-                ] = 0.0
+                named.add((change.repository, change.digest))
             elif change.kind == "layer" and change.digest:
                 self.fresh_links.add(change.digest)
-        # A deleted manifest is marked too: keeping a little more is safe.
+        revisions: dict[str, RepositoryState] = {}
+
+        async def existing(name: str, digest: str) -> None:
+            # A change may be a deletion: only a revision still there keeps anything.
+            async with self.limit:
+                with contextlib.suppress(PathNotFound, DigestInvalid, Unsupported):
+                    path = layout.manifest_revision_link(name, Digest.parse(digest))
+                    await self.driver.stat(path)
+                    revisions.setdefault(name, RepositoryState()).revisions[digest] = 0.0
+
+        await asyncio.gather(*(existing(name, digest) for name, digest in named))
         await self._read_references(revisions)
         self._mark(revisions)
 
