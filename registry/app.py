@@ -22,6 +22,7 @@ from registry.config import Config
 from registry.drivers import create_driver
 from registry.drivers.base import StorageDriver
 from registry.drivers.sizelimit import BlobSizeLimit
+from registry.gc.schedule import gc_context
 from registry.proxy import install_proxy
 from registry.services.purge import purge_uploads_periodically
 from registry.services.registry import Registry
@@ -61,4 +62,5 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
 
     app.cleanup_ctx.append(registry_context)
     install_proxy(app, config)
+    app.cleanup_ctx.append(gc_context(config))
     return app

@@ -1,4 +1,4 @@
-"""The `cargobay` command: `cargobay serve [--config FILE] [--workers N]`, `check-config`."""
+"""The `cargobay` command: `cargobay serve [--config FILE] [--workers N]`, `gc`, `check-config`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from registry import __version__
 from registry.app import create_app
 from registry.auth import server_options
 from registry.config import Config, ConfigError, load_config
+from registry.gc import command as gc
 from registry.tls import reloader, server_context
 from registry.workers import run_master, worker_count
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check = commands.add_parser("check-config", help="validate the configuration and print it")
     check.add_argument("--config", help="TOML configuration file")
+    gc.add_arguments(commands.add_parser("gc", help="collect garbage once, online"))
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(config)
         return 0
+    if args.command == "gc":
+        return asyncio.run(gc.run(config, args))
     if args.workers is not None and args.workers < 0:
         print("cargobay: --workers must be 0 (one per CPU core) or more", file=sys.stderr)
         return 2

@@ -280,6 +280,55 @@ class FeedConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionRule:
+    """Which tags of the repositories matching `repositories` survive garbage collection.
+
+    A tag is kept when any rule matching its repository keeps it: one of the
+    `keep_last` most recently pushed, pulled within `keep_pulled_days`, pushed
+    within `keep_pushed_days`, or matching a `keep_tags` glob. A rule setting
+    none of those keeps every tag. `untagged_days` deletes manifests no tag
+    reaches once unreached that long (by their revision's age); 0 never does.
+    """
+
+    repositories: tuple[str, ...] = ()
+    keep_last: int = 0
+    keep_pulled_days: float = 0.0
+    keep_pushed_days: float = 0.0
+    keep_tags: tuple[str, ...] = ()
+    untagged_days: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.repositories:
+            raise ConfigError("repositories: a retention rule needs repository patterns")
+        if min(self.keep_last, self.keep_pulled_days, self.keep_pushed_days) < 0:
+            raise ConfigError("keep_last, keep_pulled_days and keep_pushed_days must be >= 0")
+        if self.untagged_days < 0:
+            raise ConfigError("untagged_days must be >= 0")
+
+    @property
+    def governs_tags(self) -> bool:
+        """Whether this rule keeps only some tags (else it keeps them all)."""
+        return bool(
+            self.keep_last or self.keep_pulled_days or self.keep_pushed_days or self.keep_tags
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GcConfig:
+    """Garbage collection: `cargobay gc`, and the same run in `cargobay serve` every
+    `interval_seconds` (0: never). Blobs younger than `grace_seconds` are never collected."""
+
+    grace_seconds: float = 3600.0
+    interval_seconds: float = 0.0
+    delete_untagged: bool = False
+    retention: tuple[RetentionRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.grace_seconds < 0 or self.interval_seconds < 0:
+            raise ConfigError("grace_seconds and interval_seconds must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
 class UiConfig:
     """The web page at `/ui/`: served by this process, with the API's users and rules."""
 
@@ -354,6 +403,7 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    gc: GcConfig = field(default_factory=GcConfig)
 
 
 T = TypeVar("T")

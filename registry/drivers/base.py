@@ -36,6 +36,19 @@ class FileInfo:
     is_dir: bool
 
 
+@dataclass(frozen=True, slots=True)
+class IncompleteWrite:
+    """Content a writer started at `path` and never finished, invisible to `walk`.
+
+    `started` is when (seconds since the epoch); `handle` is the driver's own
+    name for it, meaningful only to `discard_incomplete_write`.
+    """
+
+    path: str
+    started: float
+    handle: str
+
+
 class FileWriter(ABC):
     """A resumable writer for one path, obtained from `StorageDriver.writer`.
 
@@ -199,6 +212,21 @@ class StorageDriver(ABC):
         """
         return self._walk(self.check_path(path), start_after)
 
+    def incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
+        """Writes below `path` begun and never committed, cancelled or closed, that `walk` hides.
+
+        What a process that died mid-write leaves on a backend that keeps
+        unfinished content out of sight (S3 multipart uploads); a closed
+        writer's content, resumable, is not one of them, nor is a write that
+        `walk` shows (staging files). The default yields nothing. A write in
+        progress is listed too: the caller judges by `started`.
+        """
+        return self._incomplete_writes(self.check_path(path))
+
+    async def discard_incomplete_write(self, write: IncompleteWrite) -> None:
+        """Free what `write` holds; one already gone (finished or discarded) is fine."""
+        await self._discard_incomplete_write(write)
+
     async def move(self, source: str, dest: str) -> None:
         """Move committed content from `source` to `dest`, replacing `dest`.
 
@@ -236,6 +264,13 @@ class StorageDriver(ABC):
         return _StagedWriter(self, await self._writer(staging, False), staging, path)
 
     async def _redirect_url(self, path: str, method: str) -> str | None:
+        return None
+
+    async def _incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
+        return
+        yield  # an async generator that yields nothing
+
+    async def _discard_incomplete_write(self, write: IncompleteWrite) -> None:
         return None
 
     @abstractmethod

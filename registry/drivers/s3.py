@@ -32,7 +32,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.config import ConfigError, S3Config
-from registry.drivers.base import FileInfo, FileWriter, StorageDriver
+from registry.drivers.base import FileInfo, FileWriter, IncompleteWrite, StorageDriver
 from registry.drivers.s3writer import (
     MAX_PART_SIZE,
     MIN_PART_SIZE,
@@ -284,6 +284,27 @@ class S3Driver(StorageDriver):
                 found = self._path(item["Key"])
                 if self._is_path(found):
                     yield FileInfo(found, item["Size"], item["LastModified"].timestamp(), False)
+
+    async def _incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
+        params = {"Prefix": self.key(path) + "/"}
+        while True:
+            with self._errors(path):
+                page = await self._s3.list_multipart_uploads(Bucket=self.config.bucket, **params)
+            for upload in page.get("Uploads", ()):
+                found = self._path(upload["Key"])
+                if not self._is_path(found):
+                    continue
+                state = await self._load_state(found)
+                if state is not None and state.upload_id == upload["UploadId"]:
+                    continue  # a closed writer's content, resumable
+                yield IncompleteWrite(found, upload["Initiated"].timestamp(), upload["UploadId"])
+            if not page.get("IsTruncated"):
+                return
+            params["KeyMarker"] = page["NextKeyMarker"]
+            params["UploadIdMarker"] = page["NextUploadIdMarker"]
+
+    async def _discard_incomplete_write(self, write: IncompleteWrite) -> None:
+        await self._abort_upload(write.path, write.handle)
 
     async def _move(self, source: str, dest: str) -> None:
         size, _ = await self._head(source)

@@ -17,7 +17,7 @@ import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import TypeVar
 
-from registry.drivers.base import FileInfo, FileWriter, StorageDriver
+from registry.drivers.base import FileInfo, FileWriter, IncompleteWrite, StorageDriver
 
 T = TypeVar("T")
 
@@ -82,6 +82,15 @@ class DriverWrapper(StorageDriver):
         # A walk is a stream of listings the caller paces; it is not one call
         # to observe.
         return self.inner._walk(path, start_after)
+
+    def _incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
+        # A stream of listings, like a walk.
+        return self.inner._incomplete_writes(path)
+
+    async def _discard_incomplete_write(self, write: IncompleteWrite) -> None:
+        await self.observe(
+            "discard_incomplete_write", write.path, self.inner._discard_incomplete_write(write)
+        )
 
     async def _move(self, source: str, dest: str) -> None:
         await self.observe("move", source, self.inner._move(source, dest))

@@ -37,22 +37,11 @@ async def purge_uploads(driver: StorageDriver, max_age: float, now: float | None
     are still purged.
     """
     now = time.time() if now is None else now
-    started: dict[str, float] = {}
-    last_write: dict[str, float] = {}
+    ages = UploadAges()
     async for info in driver.walk(layout.REPOSITORIES):
-        entry = layout.parse_repository_path(info.path)
-        if entry is None or entry.kind != "upload":
-            continue
-        directory = layout.upload_dir(entry.name, entry.tag)
-        if info.path == layout.upload_started_at(entry.name, entry.tag):
-            started[directory] = await _started_at(driver, info)
-        else:
-            last_write[directory] = max(last_write.get(directory, 0.0), info.modified)
+        ages.add(info)
     purged = 0
-    for directory in sorted(started.keys() | last_write.keys()):
-        since = started.get(directory, last_write.get(directory, now))
-        if now - since <= max_age:
-            continue
+    for directory in await ages.expired(driver, max_age, now):
         try:
             with contextlib.suppress(PathNotFound):
                 await driver.delete(directory)
@@ -60,6 +49,46 @@ async def purge_uploads(driver: StorageDriver, max_age: float, now: float | None
         except StorageError as e:
             log.warning("cannot purge upload %s: %s", directory, e)
     return purged
+
+
+class UploadAges:
+    """The upload sessions among files found walking `repositories/`, and when each started.
+
+    Shared by the purger and garbage collection, which walk the same tree.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, FileInfo] = {}
+        self._last_write: dict[str, float] = {}
+
+    def add(self, info: FileInfo) -> bool:
+        """Note `info` if it belongs to an upload session; whether it does."""
+        entry = layout.parse_repository_path(info.path)
+        if entry is None or entry.kind != "upload":
+            return False
+        directory = layout.upload_dir(entry.name, entry.tag)
+        if info.path == layout.upload_started_at(entry.name, entry.tag):
+            self._started[directory] = info
+        else:
+            self._last_write[directory] = max(self._last_write.get(directory, 0.0), info.modified)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._started.keys() | self._last_write.keys())
+
+    async def expired(self, driver: StorageDriver, max_age: float, now: float) -> list[str]:
+        """Directories of the sessions started more than `max_age` seconds before `now`, sorted.
+
+        Reads each `startedat` file (one whose content is unreadable counts
+        from the file's time).
+        """
+        expired = []
+        for directory in sorted(self._started.keys() | self._last_write.keys()):
+            info = self._started.get(directory)
+            since = self._last_write[directory] if info is None else await _started_at(driver, info)
+            if now - since > max_age:
+                expired.append(directory)
+        return expired
 
 
 async def purge_uploads_periodically(driver: StorageDriver, max_age: float) -> None:

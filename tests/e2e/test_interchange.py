@@ -9,6 +9,7 @@ the other on the same root and pulls everything back.
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from pathlib import Path
 from urllib.parse import urljoin
@@ -24,7 +25,7 @@ from tests.e2e.checks import (
     http_get,
 )
 from tests.e2e.ocilayout import sha256_digest
-from tests.e2e.processes import ServerFactory, ServerProcess, Skopeo, SkopeoError
+from tests.e2e.processes import CARGOBAY, ServerFactory, ServerProcess, Skopeo, SkopeoError
 
 pytestmark = pytest.mark.e2e
 
@@ -163,3 +164,52 @@ class TestCargobayToDistribution:
 
         assert_serves_everything(skopeo, distribution, images, tmp_path)
         assert skopeo.inspect_raw(docker_ref(distribution, "docker", "v2s2")) == docker_manifest
+
+    def test_distribution_serves_every_kept_image_after_our_collection(
+        self,
+        distribution_factory: ServerFactory,
+        cargobay_factory: ServerFactory,
+        skopeo: Skopeo,
+        images: SourceImages,
+        tmp_path: Path,
+    ) -> None:
+        """`cargobay gc --delete-untagged` frees a deleted image and an orphaned blob, and
+        leaves everything Distribution needs to serve the rest."""
+        cargobay = cargobay_factory()
+        push_everything(skopeo, cargobay, images)
+        skopeo.delete(docker_ref(cargobay, "team/app", images.tool.digest))
+        assert cargobay.stop() == 0, cargobay.log_tail()
+        orphan = b"uploaded, never referenced"
+        orphan_path = cargobay.root / "docker/registry/v2/blobs/sha256" / sha256_digest(orphan)[7:9]
+        (orphan_path / sha256_digest(orphan)[7:]).mkdir(parents=True)
+        (orphan_path / sha256_digest(orphan)[7:] / "data").write_bytes(orphan)
+
+        config = cargobay.argv[cargobay.argv.index("--config") + 1]
+        result = subprocess.run(
+            [
+                str(CARGOBAY),
+                "gc",
+                "--config",
+                config,
+                "--grace",
+                "0",
+                "--delete-untagged",
+                "--json",
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        report = json.loads(result.stdout)
+        assert report["freed"]["blobs"]["count"] >= 2  # the orphan and the tool's manifest
+        assert not (orphan_path / sha256_digest(orphan)[7:]).exists()
+
+        distribution = distribution_factory(root=cargobay.root)
+        for tag in ("1.0", "latest"):
+            assert_serves_image(skopeo, distribution, "team/app", tag, images.app, tmp_path)
+        assert_serves_index(skopeo, distribution, "team/multi", "2024", images.multi, tmp_path)
+        skopeo.copy(docker_ref(distribution, "docker", "v2s2"), f"oci:{tmp_path / 'v2s2'}:v2s2")
+        for digest in images.tool.blob_digests:
+            fetch_blob(distribution, "docker", digest)
+        with pytest.raises(SkopeoError, match="manifest unknown"):
+            skopeo.inspect_raw(docker_ref(distribution, "team/app", images.tool.digest))
