@@ -168,7 +168,7 @@ class ManifestStore:
             await self._delete_tag(name, reference)
             return
         digest = await self._resolve(name, reference)
-        for tag in self._index.tags_of(name, digest):
+        for tag in sorted(await self._tags_pointing_at(name, digest)):
             await self._delete_tag(name, tag)
         # Already gone from storage means the index was behind: catch it up.
         with contextlib.suppress(PathNotFound):
@@ -177,6 +177,32 @@ class ManifestStore:
         self._publish(Change("manifest", name, digest))
         for subjects in self._referrers.get(name, {}).values():
             subjects.pop(digest, None)
+
+    async def _tags_pointing_at(self, name: str, digest: str) -> set[str]:
+        """Tags of `name` whose current link names `digest`, as storage says.
+
+        Another process may have set one a moment ago, unknown here yet: the
+        tags whose history names the digest are found in one listing, and
+        those this index does not already know to point at it are read.
+        """
+        known = set(self._index.tags_of(name, digest))
+        candidates: set[str] = set()
+        try:
+            async for info in self._driver.walk(layout.tags_dir(name)):
+                entry = layout.parse_repository_path(info.path)
+                if (
+                    entry is not None
+                    and entry.kind == "tag-history"
+                    and f"{entry.algorithm}:{entry.hex}" == digest
+                    and entry.tag not in known
+                ):
+                    candidates.add(entry.tag)
+        except PathNotFound:
+            return known
+        for tag in candidates:
+            if await self._index.refresh_tag(name, tag) == digest:
+                known.add(tag)
+        return known
 
     def forget_referrers(self, name: str) -> None:
         """Drop the referrers of `name` held here; the next query re-reads them.

@@ -233,3 +233,20 @@ class TestWritesThatBypassTheFeed:
             await eventually(reconciled, within=CONVERGE + 0.5)
         finally:
             await a.close()
+
+    async def test_deleting_a_manifest_removes_tags_another_process_set_unseen(
+        self, pair: tuple[TestClient, TestClient], storage: StorageDriver
+    ) -> None:
+        """A tag written where this process has not looked yet still goes with its manifest."""
+        a, _ = pair
+        image = await push_image(a, "lib/app", tag="v1")
+        digest = Digest.parse(image.digest)
+        await storage.put_content(
+            layout.tag_index_link("lib/app", "unseen", digest), image.digest.encode()
+        )
+        await storage.put_content(
+            layout.tag_current_link("lib/app", "unseen"), image.digest.encode()
+        )
+        assert (await a.delete(f"/v2/lib/app/manifests/{image.digest}")).status == 202
+        assert [info.path async for info in storage.walk(layout.tags_dir("lib/app"))] == []
+        assert (await a.get("/v2/lib/app/manifests/unseen")).status == 404
