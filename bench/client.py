@@ -6,6 +6,8 @@ containerd use it:
 - push: HEAD the blob, then either a monolithic upload (POST, PUT with the
   body) or a chunked one (POST, PATCH per chunk with `Content-Range`, PUT),
   then PUT the manifest by tag;
+- small-blob push: the same for many small blobs, then all the manifests,
+  so that each part's cost (server CPU, S3 requests) is measured apart;
 - blob pull: GET each layer, following a redirect to storage if one comes,
   hashing the bytes as they arrive and checking the digest;
 - pull simulation: per image, GET the manifest by tag, then the config and
@@ -242,6 +244,87 @@ async def push(job: PushJob, ready: Ready) -> WorkerResult:
 
         ready()
         await asyncio.gather(*(image(b) for b in built))
+    result.finished = time.monotonic()
+    return result
+
+
+# -- small-blob push: blobs first, then manifests, each counted apart ---------------
+
+
+@dataclass
+class SmallBlobJob:
+    base: str
+    images: list[tuple[str, str, int]]  # (repo, tag, key)
+    layers: int
+    layer_size: int
+    chunked: bool  # one PATCH with the whole blob, then an empty PUT
+    images_in_flight: int
+
+
+async def push_blobs(job: SmallBlobJob, ready: Ready) -> WorkerResult:
+    """Push the config and layers of every image, its blobs at once, `images_in_flight`
+    images at a time; one latency and one item per blob (HEAD to the final 201)."""
+    built = [build_image(repo, tag, key, job.layers, job.layer_size)
+             for repo, tag, key in job.images]
+    result = WorkerResult()
+    limit = asyncio.Semaphore(job.images_in_flight)
+    chunk = job.layer_size if job.chunked else None
+
+    async with _session(job.images_in_flight * (job.layers + 1) * 2) as session:
+
+        async def blob(repo: str, digest: str, data: bytes) -> None:
+            t0 = time.monotonic()
+            try:
+                await _upload(session, job.base, repo, digest, data, chunk, result)
+            except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
+                result.error(f"upload {repo}@{digest[:19]}: {e!r}")
+                return
+            result.latencies.append(time.monotonic() - t0)
+            result.bytes += len(data)
+            result.items += 1
+
+        async def image(b: BuiltImage) -> None:
+            ref = b.ref
+            async with limit:
+                await asyncio.gather(
+                    blob(ref.repo, ref.config.digest, b.config),
+                    *(blob(ref.repo, layer.digest, data)
+                      for layer, data in zip(ref.layers, b.layers, strict=True)),
+                )
+
+        ready()
+        await asyncio.gather(*(image(b) for b in built))
+    result.finished = time.monotonic()
+    return result
+
+
+async def push_manifests(job: SmallBlobJob, ready: Ready) -> WorkerResult:
+    """PUT the manifest of every image of the job by tag (its blobs pushed before);
+    one latency and one item per manifest."""
+    built = [build_image(repo, tag, key, job.layers, job.layer_size)
+             for repo, tag, key in job.images]
+    result = WorkerResult()
+    limit = asyncio.Semaphore(job.images_in_flight)
+    async with _session(job.images_in_flight * 2) as session:
+
+        async def manifest(b: BuiltImage) -> None:
+            url = f"{job.base}/v2/{b.ref.repo}/manifests/{b.ref.tag}"
+            async with limit:
+                t0 = time.monotonic()
+                try:
+                    async with session.put(url, data=b.manifest,
+                                           headers={"Content-Type": OCI_MANIFEST}) as r:
+                        await _expect(r, 201)
+                except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
+                    result.error(f"manifest {b.ref.repo}:{b.ref.tag}: {e!r}")
+                    return
+                result.latencies.append(time.monotonic() - t0)
+                result.requests += 1
+                result.items += 1
+                result.bytes += len(b.manifest)
+
+        ready()
+        await asyncio.gather(*(manifest(b) for b in built))
     result.finished = time.monotonic()
     return result
 

@@ -43,6 +43,12 @@ class Plan:
     # mirror: `mirror_pulls` concurrent pulls of an image with one layer of `mirror_layer_size`
     mirror_pulls: int = 50
     mirror_layer_size: int = 50 * MiB
+    # small-blob push: `smallblob_images` images of `smallblob_layers` layers, for
+    # each layer size, `smallblob_in_flight` images at a time per client process
+    smallblob_images: int = 32
+    smallblob_layers: int = 3
+    smallblob_sizes: tuple[int, ...] = (256 * 1024, 1024 * 1024)
+    smallblob_in_flight: int = 2
 
     def images_for(self, backend: str) -> int:
         return self.images if backend == "s3" else 3 * self.images

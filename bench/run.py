@@ -36,7 +36,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import client, loadtools, mirror, report, scale, seed, servers
+from bench import client, loadtools, mirror, report, s3count, scale, seed, servers
 from bench.plan import MiB, Plan
 from bench.procstat import PhaseMeter
 from bench.profiles import Profiler, summarize
@@ -113,6 +113,7 @@ class Backend:
     root: Path | None = None
     s3: S3Target | None = None
     seaweed: SeaweedFS | None = None
+    counter: str | None = None  # the counting proxy S3 requests go through, if any
 
     def registry_args(self) -> dict[str, Any]:
         return {"root": self.root} if self.s3 is None else {"s3": self.s3}
@@ -146,10 +147,13 @@ class Bench:
     # -- backends ---------------------------------------------------------------------
 
     @contextmanager
-    def fresh_backend(self, kind: str, label: str, metrics: bool = False) -> Iterator[Backend]:
+    def fresh_backend(
+        self, kind: str, label: str, metrics: bool = False, counted: bool = False
+    ) -> Iterator[Backend]:
         """A new empty directory, or a new SeaweedFS with an empty bucket; removed after.
 
         `metrics`: the SeaweedFS serves its request counters (`SeaweedFS.s3_requests`).
+        `counted`: registries reach SeaweedFS through a counting proxy (`bench.s3count`).
         """
         place = self.workdir / label
         if kind == "filesystem":
@@ -161,11 +165,18 @@ class Bench:
                 servers.remove_tree(place)
             return
         seaweed = SeaweedFS(place / "seaweedfs", f"seaweedfs-{label}", metrics=metrics)
+        counter: Process | None = None
         try:
             seaweed.start([BUCKET])
-            yield Backend(kind, s3=S3Target(seaweed.endpoint, BUCKET, "registry"),
-                          seaweed=seaweed)
+            endpoint = seaweed.endpoint
+            if counted:
+                counter = servers.s3_counter(self.workdir, seaweed.endpoint).start()
+                endpoint = counter.url
+            yield Backend(kind, s3=S3Target(endpoint, BUCKET, "registry"), seaweed=seaweed,
+                          counter=counter.url if counter is not None else None)
         finally:
+            if counter is not None:
+                counter.stop()
             seaweed.stop()
             servers.remove_tree(place)
 
@@ -318,6 +329,8 @@ class Bench:
         label = f"r{rnd}-{backend_kind}-{kind}"
         if any(self.wanted(phase) for phase in INSTANCE_PHASES):
             self.fresh_instance(backend_kind, kind, rnd, label)
+        if self.wanted("smallblob"):
+            self.smallblob_instance(backend_kind, kind, rnd, f"{label}-smallblob")
         if kind in self.listing_servers:
             self.listing_phases(backend_kind, kind, rnd)
         if self.wanted("startup"):
@@ -418,6 +431,43 @@ class Bench:
         m, _ = self.client_phase(kind, backend, process, "memory", rnd, client.stream_uploads,
                                  jobs, "MB/s", lambda r: r.bytes / MiB / r.wall)
         m.notes["uploads"] = f"{p.memory_uploads} x {size // MiB} MiB"
+
+    def smallblob_instance(self, backend_kind: str, kind: str, rnd: int, label: str) -> None:
+        """Small-blob pushes on a fresh backend: per layer size monolithic (HEAD, POST,
+        PUT with the body), and at 1 MiB also chunked (POST, one PATCH, PUT); each
+        variant's blobs first, then its manifests, measured and counted apart."""
+        p = self.plan
+        variants = [(size, False) for size in p.smallblob_sizes] + [(max(p.smallblob_sizes), True)]
+        with self.fresh_backend(backend_kind, label, counted=True) as backend:
+            process = self.start(kind, backend)
+            try:
+                for size, chunked in variants:
+                    phase = f"smallblob-{_size_name(size)}" + ("-chunked" if chunked else "")
+                    images = [(f"small/{phase}/app{i:03d}", "v1", client.key_of(phase, i))
+                              for i in range(p.smallblob_images)]
+                    procs = p.client_procs
+                    jobs = [client.SmallBlobJob(self.base(process), images[k::procs],
+                                                p.smallblob_layers, size, chunked,
+                                                p.smallblob_in_flight)
+                            for k in range(procs) if images[k::procs]]
+                    for fn, suffix, per in ((client.push_blobs, "", "blob"),
+                                            (client.push_manifests, "-manifests", "manifest")):
+                        before = s3count.fetch_counts(backend.counter) if backend.counter else None
+                        m, run = self.client_phase(kind, backend, process, phase + suffix, rnd,
+                                                   fn, jobs, f"{per}s/s",
+                                                   lambda r: r.items / r.wall)
+                        items = max(run.items, 1)
+                        m.notes.update(items=run.items, layer_size=size, chunked=chunked,
+                                       mb_s=run.bytes / MiB / run.wall,
+                                       cpu_ms_per_item=1000 * run.server_cpu["server"] / items)
+                        if backend.counter and before is not None:
+                            used = s3count.fetch_counts(backend.counter).minus(before)
+                            m.notes["s3_requests_per_item"] = used.total / items
+                            m.notes["s3_requests"] = used.to_json()["counts"]
+                            shares = ", ".join(f"{k} {v:.2f}" for k, v in used.per(items).items())
+                            log(f"    S3 requests per {per}: {used.total / items:.2f} ({shares})")
+            finally:
+                process.stop()
 
     def check_images(self, base: str, images: list[client.ImageRef]) -> None:
         """Every request of the storm answers 200 before it is timed."""
@@ -628,6 +678,10 @@ def storm_requests(images: list[client.ImageRef]) -> list[tuple[str, str, str]]:
     for im in images[::4]:
         out.append(("GET", f"/v2/{im.repo}/tags/list", ""))
     return out
+
+
+def _size_name(size: int) -> str:
+    return f"{size // MiB}m" if size % MiB == 0 else f"{size // 1024}k"
 
 
 def _percentile(values: list[float], pct: float) -> float:

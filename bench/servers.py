@@ -244,6 +244,20 @@ def registry(kind: str, workdir: Path, port: int, **kwargs: object) -> Process:
     return factory(workdir, port, **kwargs)  # type: ignore[arg-type]
 
 
+# -- the S3 request counter -----------------------------------------------------------
+
+
+def s3_counter(workdir: Path, upstream: str) -> Process:
+    """`bench.s3count` in front of the S3 server at `upstream`, on a free port."""
+    port = free_port()
+    return Process(
+        "s3count", [sys.executable, "-m", "bench.s3count", "--upstream", upstream,
+                    "--port", str(port)],
+        workdir / "s3count.log", lambda: port_open(port),
+        cwd=Path(__file__).resolve().parent.parent, url=f"http://127.0.0.1:{port}",
+    )
+
+
 # -- SeaweedFS -------------------------------------------------------------------------
 
 
