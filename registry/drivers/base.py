@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from registry.errors import InvalidOffset, InvalidPath, StorageError
+from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
 
 _PATH_RE = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
 
@@ -196,6 +196,16 @@ class StorageDriver(ABC):
         """Information on a committed file or a directory; `PathNotFound` if neither."""
         return await self._stat(self.check_path(path))
 
+    async def stat_file(self, path: str) -> FileInfo:
+        """Information on the committed file at `path`; `PathNotFound` if there is none,
+        a directory at `path` included.
+
+        For callers that only care about a file (a link, a blob's content): a
+        backend that must ask twice to tell a missing path from a directory
+        (S3) asks once.
+        """
+        return await self._stat_file(self.check_path(path))
+
     async def list(self, path: str) -> builtins.list[str]:
         """Full paths of the direct children of directory `path`, sorted.
 
@@ -272,6 +282,12 @@ class StorageDriver(ABC):
 
     async def _discard_incomplete_write(self, write: IncompleteWrite) -> None:
         return None
+
+    async def _stat_file(self, path: str) -> FileInfo:
+        info = await self._stat(path)
+        if info.is_dir:
+            raise PathNotFound(self.name, path)
+        return info
 
     @abstractmethod
     async def _get_content(self, path: str) -> bytes: ...

@@ -255,6 +255,11 @@ class S3Driver(StorageDriver):
             raise
         return FileInfo(path, size, modified, False)
 
+    async def _stat_file(self, path: str) -> FileInfo:
+        # One HEAD: a missing key is no file, whatever lies below it.
+        size, modified = await self._head(path)
+        return FileInfo(path, size, modified, False)
+
     async def _list(self, path: str) -> builtins.list[str]:
         prefix = self.key(path) + "/"
         names: builtins.list[str] = []
@@ -322,16 +327,14 @@ class S3Driver(StorageDriver):
             await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(source))
 
     async def _delete(self, path: str) -> None:
-        try:
-            await self._head(path)
-        except PathNotFound:
-            found = False
-        else:
-            found = True
-            with self._errors(path):
-                await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(path))
-        if not await self._delete_tree(path) and not found:
-            raise PathNotFound(self.name, path)
+        # A directory's objects and the object at `path` itself, if any, go in
+        # one DeleteObjects (a missing key is no error there): a directory
+        # costs a listing and a delete, with no HEAD.
+        if await self._delete_tree(path, also=self.key(path)):
+            return
+        await self._head(path)  # PathNotFound if there is nothing at all
+        with self._errors(path):
+            await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(path))
 
     async def _redirect_url(self, path: str, method: str) -> str | None:
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
@@ -427,8 +430,9 @@ class S3Driver(StorageDriver):
             message = f"{first.get('Code')}: {first.get('Message')}"
             raise StorageError(self.name, path, f"DeleteObjects left {len(failed)} keys: {message}")
 
-    async def _delete_tree(self, path: str) -> bool:
-        """Delete every object below directory `path`; whether there was any.
+    async def _delete_tree(self, path: str, also: str | None = None) -> bool:
+        """Delete every object below directory `path`, and the key `also` with them if
+        there was any; whether there was any.
 
         A writer state found there has its upload aborted. The directory
         markers (`<dir>/` keys) of `path` and of every directory below it go
@@ -454,6 +458,8 @@ class S3Driver(StorageDriver):
                     batch = []
         if not found:
             return False
+        if also is not None:
+            batch.append(also)
         # Reversed, every marker comes before the markers above it.
         for marker in sorted(markers, reverse=True):
             batch.append(marker)

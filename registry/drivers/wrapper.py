@@ -75,6 +75,9 @@ class DriverWrapper(StorageDriver):
     async def _stat(self, path: str) -> FileInfo:
         return await self.observe("stat", path, self.inner._stat(path))
 
+    async def _stat_file(self, path: str) -> FileInfo:
+        return await self.observe("stat_file", path, self.inner._stat_file(path))
+
     async def _list(self, path: str) -> builtins.list[str]:
         return await self.observe("list", path, self.inner._list(path))
 

@@ -80,7 +80,7 @@ class BlobStore:
     async def content_size(self, digest: Digest) -> int | None:
         """The size of the shared content of `digest` as storage says now, or None if absent."""
         try:
-            info = await self._driver.stat(layout.blob_data(digest))
+            info = await self._driver.stat_file(layout.blob_data(digest))
         except PathNotFound:
             self._sizes.pop(str(digest), None)
             return None

@@ -565,7 +565,7 @@ class TagIndex:
 
         async def stat() -> bool:
             try:
-                await driver.stat(path)
+                await driver.stat_file(path)
             except PathNotFound:
                 return False
             return True

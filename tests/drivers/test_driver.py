@@ -523,6 +523,28 @@ class TestStat:
             await driver.stat("/d/g")
 
 
+class TestStatFile:
+    async def test_stat_file_of_file_gives_what_stat_gives(self, driver: StorageDriver) -> None:
+        await driver.put_content("/d/f", b"12345")
+        info = await driver.stat_file("/d/f")
+        assert (info.path, info.size, info.is_dir) == ("/d/f", 5, False)
+        assert info.modified > 0
+
+    async def test_stat_file_of_directory_raises_path_not_found(
+        self, driver: StorageDriver
+    ) -> None:
+        await driver.put_content("/d/e/f", b"12345")
+        with pytest.raises(PathNotFound):
+            await driver.stat_file("/d/e")
+
+    async def test_stat_file_of_missing_path_raises_path_not_found(
+        self, driver: StorageDriver
+    ) -> None:
+        await driver.put_content("/d/f", b"x")
+        with pytest.raises(PathNotFound):
+            await driver.stat_file("/d/g")
+
+
 class TestList:
     async def test_list_gives_sorted_full_paths_of_direct_children(
         self, driver: StorageDriver
@@ -648,6 +670,17 @@ class TestDelete:
     ) -> None:
         with pytest.raises(PathNotFound):
             await driver.delete("/missing")
+
+    async def test_delete_of_directory_leaves_no_path_to_stat_list_or_walk(
+        self, driver: StorageDriver
+    ) -> None:
+        await put_all(driver, ["/r/_uploads/1/startedat", "/r/_layers/x/link"])
+        await driver.delete("/r/_uploads/1")
+        with pytest.raises(PathNotFound):
+            await driver.stat("/r/_uploads/1")
+        with pytest.raises(PathNotFound):
+            await driver.list("/r/_uploads")  # empty: as if it did not exist
+        assert await walk_paths(driver, "/r") == ["/r/_layers/x/link"]
 
     async def test_delete_of_directory_discards_closed_writers_below_it(
         self, driver: StorageDriver
