@@ -18,7 +18,7 @@ import contextlib
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
@@ -252,6 +252,17 @@ class StorageDriver(ABC):
         """
         await self._delete(self.check_path(path))
 
+    async def delete_files(self, paths: Sequence[str]) -> None:
+        """Delete the files at `paths`, then the directory holding each if that left it
+        empty; a path with no file is skipped, not an error.
+
+        For callers that know which files a directory holds (an upload
+        session's): S3 deletes them in one request, where `delete` of the
+        directory must list it first. A closed writer's saved state on one of
+        the paths is left, as `delete` of the path leaves it.
+        """
+        await self._delete_files([self.check_path(path) for path in paths])
+
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL a client may fetch the content from directly, or None to be served by us.
 
@@ -282,6 +293,13 @@ class StorageDriver(ABC):
 
     async def _discard_incomplete_write(self, write: IncompleteWrite) -> None:
         return None
+
+    async def _delete_files(self, paths: builtins.list[str]) -> None:
+        # Drivers whose directories exist only through what they hold lose
+        # them with their last file.
+        for path in paths:
+            with contextlib.suppress(PathNotFound):
+                await self._delete(path)
 
     async def _stat_file(self, path: str) -> FileInfo:
         info = await self._stat(path)

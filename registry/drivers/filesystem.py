@@ -195,6 +195,10 @@ class FilesystemDriver(StorageDriver):
         with _lookup_errors(self.name, path):
             await asyncio.to_thread(_delete_tree, self._full(path))
 
+    async def _delete_files(self, paths: list[str]) -> None:
+        with _storage_errors(self.name, paths[0] if paths else "/"):
+            await asyncio.to_thread(_delete_files, [self._full(path) for path in paths])
+
 
 class _FileWriter(FileWriter):
     """Appends to the file at the final path; committing it has nothing left to do.
@@ -386,6 +390,16 @@ def _delete_tree(full: str) -> None:
         shutil.rmtree(full)
     else:
         os.unlink(full)
+
+
+def _delete_files(fulls: list[str]) -> None:
+    for full in fulls:
+        with suppress(FileNotFoundError):
+            os.unlink(full)
+    for directory in sorted({os.path.dirname(full) for full in fulls}, reverse=True):
+        # Not empty (or gone already) is fine: only emptied directories go.
+        with suppress(OSError):
+            os.rmdir(directory)
 
 
 def _remove_if_present(full: str) -> None:

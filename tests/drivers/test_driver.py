@@ -694,6 +694,33 @@ class TestDelete:
             await driver.writer("/uploads/1/data", append=True)
 
 
+class TestDeleteFiles:
+    async def test_delete_files_removes_them_and_the_directory_they_leave_empty(
+        self, driver: StorageDriver
+    ) -> None:
+        await put_all(driver, ["/r/_uploads/1/startedat", "/r/_uploads/1/data", "/r/x"])
+        await driver.delete_files(["/r/_uploads/1/startedat", "/r/_uploads/1/data"])
+        with pytest.raises(PathNotFound):
+            await driver.stat("/r/_uploads/1")
+        with pytest.raises(PathNotFound):
+            await driver.list("/r/_uploads")
+        assert await walk_paths(driver, "/r") == ["/r/x"]
+
+    async def test_delete_files_leaves_the_other_files_of_their_directory(
+        self, driver: StorageDriver
+    ) -> None:
+        await put_all(driver, ["/d/a", "/d/b", "/d/sub/c"])
+        await driver.delete_files(["/d/a"])
+        assert await driver.list("/d") == ["/d/b", "/d/sub"]
+        assert await walk_paths(driver, "/d") == ["/d/b", "/d/sub/c"]
+
+    async def test_delete_files_skips_paths_with_no_file(self, driver: StorageDriver) -> None:
+        await put_all(driver, ["/d/a"])
+        await driver.delete_files(["/d/missing", "/e/missing", "/d/a"])
+        with pytest.raises(PathNotFound):
+            await driver.stat("/d")
+
+
 class TestLocalFile:
     async def test_local_file_is_none_or_holds_the_content(self, driver: StorageDriver) -> None:
         await driver.put_content("/f", b"content")
