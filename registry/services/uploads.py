@@ -1,7 +1,9 @@
 """Blob upload sessions: bytes stream into storage, the digest is computed as they flow.
 
 A session lives in storage under the repository's `_uploads/<id>/`, so it
-survives a restart. The running hash lives in this process only; when a
+survives a restart: opening one writes only its `startedat`, and its data
+writer is created by the first chunk, so a session finished by one PUT
+carrying the whole blob never has one. The running hash lives in this process only; when a
 session is finished by a process that did not see all of its bytes (after a
 restart, or when this process dropped the hash to bound memory), the
 digest is verified by reading the uploaded bytes back once, still as a stream.
@@ -18,7 +20,7 @@ import datetime
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
 from registry import layout
@@ -62,9 +64,9 @@ class UploadStore:
         """Open an upload session in repository `name`; return its unguessable id."""
         upload_id = str(uuid.uuid4())
         started = datetime.datetime.now(datetime.UTC).isoformat().encode()
+        # The session's one object until a chunk comes: it says the session
+        # exists (to every process) and when it began (to the purge).
         await self._driver.put_content(layout.upload_started_at(name, upload_id), started)
-        writer = await self._driver.writer(layout.upload_data(name, upload_id))
-        await writer.close()
         self._track(upload_id, _Session(new_hasher(_HASH_ALGORITHM)))
         return upload_id
 
@@ -72,6 +74,8 @@ class UploadStore:
         """Bytes received so far by the session; `BlobUploadUnknown` if there is none."""
         async with self._session(upload_id).lock:
             writer = await self._resume(name, upload_id)
+            if writer is None:
+                return 0
             await writer.close()
             return writer.size
 
@@ -109,6 +113,8 @@ class UploadStore:
         session = self._session(upload_id)
         async with session.lock:
             writer = await self._resume(name, upload_id)
+            if writer is None:
+                writer = await self._driver.writer(layout.upload_data(name, upload_id))
             try:
                 if start is not None and start != writer.size:
                     raise RangeNotSatisfiable(
@@ -145,16 +151,32 @@ class UploadStore:
     ) -> BlobInfo:
         session = self._session(upload_id)
         async with session.lock:
-            writer = await self._resume(name, upload_id)
-            if writer.size == 0 and body is not None:
-                # POST then PUT with the whole body (ORAS, crane): as monolithic
-                # as a POST ?digest=, so stage it at the blob path like `put`.
-                await writer.cancel()
+            writer = await self._resume(name, upload_id, likely_fresh=body is not None)
+            if writer is None or (writer.size == 0 and body is not None):
+                # POST then PUT with the whole body (docker, ORAS, crane): as
+                # monolithic as a POST ?digest=, so stage it at the blob path
+                # like `put`. The session goes once the blob is linked or refused.
+                if writer is not None:
+                    await writer.cancel()
                 self._sessions.pop(upload_id, None)
+                # Without a data writer the session is its `startedat` alone.
+                remove = self._remove if writer is not None else self._remove_unwritten
                 try:
-                    return await self.put(name, digest, body)
-                finally:
-                    await self._remove(name, upload_id)
+                    size = await self._store(digest, body or _no_bytes())
+                except BaseException:
+                    await remove(name, upload_id)
+                    raise
+                # Linking the stored blob and removing the session are
+                # independent: one round trip for both.
+                outcomes = await asyncio.gather(
+                    self._blobs.link(name, digest),
+                    remove(name, upload_id),
+                    return_exceptions=True,
+                )
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                return BlobInfo(digest, size)
             try:
                 if body is not None:
                     await self._write(session, writer, body)
@@ -193,6 +215,13 @@ class UploadStore:
         blob's path and committed only once they match it: on S3 that spares
         the copy an upload session's bytes need.
         """
+        size = await self._store(digest, body)
+        await self._blobs.link(name, digest)
+        return BlobInfo(digest, size)
+
+    async def _store(self, digest: Digest, body: AsyncIterable[bytes]) -> int:
+        """Stream `body` to the blob's path, committed only if it matches `digest`
+        (else `DigestInvalid`, and nothing new is stored); its size."""
         session = _Session(digest.hasher())
         writer = await self._driver.staged_writer(layout.blob_data(digest))
         try:
@@ -204,8 +233,7 @@ class UploadStore:
             raise
         await writer.commit()
         self._blobs.remember_size(digest, writer.size)
-        await self._blobs.link(name, digest)
-        return BlobInfo(digest, writer.size)
+        return writer.size
 
     async def _finish_lost(self, name: str, upload_id: str, digest: Digest) -> BlobInfo:
         """Finish a session whose writer storage lost, from what its path holds.
@@ -244,8 +272,11 @@ class UploadStore:
         """Abandon the session and discard its bytes; `BlobUploadUnknown` if there is none."""
         async with self._session(upload_id).lock:
             writer = await self._resume(name, upload_id)
-            await writer.cancel()
             self._sessions.pop(upload_id, None)
+            if writer is None:
+                await self._remove_unwritten(name, upload_id)
+                return
+            await writer.cancel()
             await self._remove(name, upload_id)
 
     async def _write(
@@ -278,16 +309,50 @@ class UploadStore:
             await self._driver.move(data_path, layout.blob_data(digest))
         return True
 
-    async def _resume(self, name: str, upload_id: str) -> FileWriter:
+    async def _resume(
+        self, name: str, upload_id: str, likely_fresh: bool = False
+    ) -> FileWriter | None:
+        """The session's data writer resumed, or None if the session has received no
+        chunk yet; `BlobUploadUnknown` if there is no such session. Storage says which.
+
+        With `likely_fresh` (a PUT with a body, mostly the whole blob after a
+        POST) both are asked at once: one round trip instead of two.
+        """
+        data = layout.upload_data(name, upload_id)
+        started = layout.upload_started_at(name, upload_id)
+        if likely_fresh:
+            resumed, found = await asyncio.gather(
+                self._driver.writer(data, append=True),
+                self._driver.stat_file(started),
+                return_exceptions=True,
+            )
+            if isinstance(resumed, FileWriter):
+                return resumed
+            for outcome in (resumed, found):
+                if isinstance(outcome, BaseException) and not isinstance(outcome, PathNotFound):
+                    raise outcome
+            if isinstance(found, PathNotFound):
+                self._sessions.pop(upload_id, None)
+                raise BlobUploadUnknown(detail={"upload": upload_id}) from found
+            return None
         try:
-            return await self._driver.writer(layout.upload_data(name, upload_id), append=True)
+            return await self._driver.writer(data, append=True)
+        except PathNotFound:
+            pass
+        try:
+            await self._driver.stat_file(started)
         except PathNotFound as e:
             self._sessions.pop(upload_id, None)
             raise BlobUploadUnknown(detail={"upload": upload_id}) from e
+        return None
 
     async def _remove(self, name: str, upload_id: str) -> None:
         with contextlib.suppress(PathNotFound):
             await self._driver.delete(layout.upload_dir(name, upload_id))
+
+    async def _remove_unwritten(self, name: str, upload_id: str) -> None:
+        """Remove a session that never had a data writer: its `startedat` is all of it."""
+        await self._driver.delete_files([layout.upload_started_at(name, upload_id)])
 
     def _session(self, upload_id: str) -> _Session:
         """This process's record of `upload_id`, made empty if it has none."""
@@ -303,6 +368,11 @@ class UploadStore:
         self._sessions[upload_id] = session
         if len(self._sessions) > _MAX_TRACKED_SESSIONS:
             self._sessions.popitem(last=False)
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield
 
 
 def _running_verdict(session: _Session, size: int, digest: Digest) -> bool | None:
