@@ -306,6 +306,52 @@ def _spread(values: list[float | None]) -> float | None:
     return (max(present) - min(present)) / statistics.median(present)
 
 
+def smallblob_table(measures: list[Any]) -> str:
+    """The small-blob phases: per backend and variant, each registry's medians over
+    rounds of blobs/s, MB/s, server CPU and S3 requests per blob, and per manifest."""
+    groups: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    for m in measures:
+        if m.phase.startswith("smallblob-") and "items" in m.notes:
+            groups.setdefault((m.backend, m.phase), {}).setdefault(m.registry, []).append(m)
+    if not groups:
+        return ""
+
+    def med(ms: list[Any], key: str) -> float | None:
+        values = [m.throughput if key == "rate" else m.notes.get(key) for m in ms]
+        return _median(values)
+
+    header = (f"{'backend':<10} {'variant':<22} {'blobs/s D / C':>15} {'C/D':>6} "
+              f"{'MB/s D / C':>13} {'CPU ms/blob D / C':>18} {'C/D':>6} "
+              f"{'S3 req/blob D / C':>18} {'S3 req/manifest D / C':>22} {'rounds':>6}")
+    lines = [header, "-" * len(header)]
+    for (backend, phase), regs in sorted(groups.items()):
+        if phase.endswith("-manifests"):
+            continue
+        d, c = regs.get("distribution", []), regs.get("cargobay", [])
+        md = groups.get((backend, phase + "-manifests"), {})
+        row = {k: (med(d, k), med(c, k)) for k in
+               ("rate", "mb_s", "cpu_ms_per_item", "s3_requests_per_item")}
+        manifests = (med(md.get("distribution", []), "s3_requests_per_item"),
+                     med(md.get("cargobay", []), "s3_requests_per_item"))
+
+        def both(pair: tuple[float | None, float | None], digits: int = 1) -> str:
+            return f"{_fmt(pair[0], digits)} / {_fmt(pair[1], digits)}"
+
+        lines.append(
+            f"{backend:<10} {phase.removeprefix('smallblob-'):<22} {both(row['rate']):>15} "
+            f"{_x(_ratio(row['rate'][1], row['rate'][0])):>6} {both(row['mb_s']):>13} "
+            f"{both(row['cpu_ms_per_item']):>18} "
+            f"{_x(_ratio(row['cpu_ms_per_item'][1], row['cpu_ms_per_item'][0])):>6} "
+            f"{both(row['s3_requests_per_item']):>18} {both(manifests):>22} "
+            f"{len(c):>6}"
+        )
+    lines.append("")
+    lines.append("Small-blob pushes: D = Distribution, C = Cargobay, medians over rounds. A blob"
+                 " is HEAD, POST, PUT with the body\n(chunked: POST, one PATCH, PUT); S3 requests"
+                 " are counted at the S3 side by bench/s3count.py.")
+    return "\n".join(lines)
+
+
 def targets_table(verdicts: list[dict[str, Any]]) -> str:
     lines = [f"{'backend':<10} {'phase':<20} {'target':<26} {'measured':>9}  verdict"]
     for v in verdicts:

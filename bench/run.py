@@ -784,6 +784,10 @@ def main(argv: list[str] | None = None) -> int:
     }, indent=1, default=str))
     print()
     print(report.table(summary, plan))
+    small = report.smallblob_table(bench.measures)
+    if small:
+        print()
+        print(small)
     print()
     if any(entry["phase"].startswith("scale-") for entry in summary):
         print(report.scale_table(summary))
