@@ -174,26 +174,34 @@ class CountingProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         operation = s3_operation(request.method, request.path, request.query, request.headers)
         self.counts.counts[f"{operation} {key_kind(request.path, request.query)}"] += 1
-        body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         assert self._http is not None
-        async with self._http.request(
-            request.method,
-            self.upstream + request.rel_url.raw_path_qs,
-            headers=headers,
-            data=body,
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            allow_redirects=False,
-        ) as answer:
-            content = await answer.read()
-        response = web.Response(status=answer.status, body=content)
-        for name, value in answer.headers.items():
-            if name.lower() not in _HOP_HEADERS and name.lower() != "content-length":
-                response.headers.add(name, value)
-        if request.method == "HEAD":
-            # The size of the object, not of this empty answer.
-            response.headers["Content-Length"] = answer.headers.get("Content-Length", "0")
-        return response
+        return await pass_on(self._http, self.upstream, request)
+
+
+async def pass_on(
+    http: aiohttp.ClientSession, upstream: str, request: web.Request
+) -> web.Response:
+    """Send `request` to `upstream` as it came, Host header included (S3 signatures
+    cover it), and answer what upstream answered."""
+    body = await request.read()
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+    async with http.request(
+        request.method,
+        upstream + request.rel_url.raw_path_qs,
+        headers=headers,
+        data=body,
+        skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        allow_redirects=False,
+    ) as answer:
+        content = await answer.read()
+    response = web.Response(status=answer.status, body=content)
+    for name, value in answer.headers.items():
+        if name.lower() not in _HOP_HEADERS and name.lower() != "content-length":
+            response.headers.add(name, value)
+    if request.method == "HEAD":
+        # The size of the object, not of this empty answer.
+        response.headers["Content-Length"] = answer.headers.get("Content-Length", "0")
+    return response
 
 
 def main(argv: list[str] | None = None) -> None:

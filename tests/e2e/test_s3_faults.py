@@ -33,6 +33,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bench.s3count import pass_on, s3_operation
 from registry.config import S3Config
 from tests.e2e.checks import ChunkedUpload
 from tests.e2e.ocilayout import sha256_digest
@@ -51,43 +52,12 @@ CHUNK = 3 * MIB
 #: The longest any request of these tests may take: retries are few and timeouts short.
 PROMPT = 20.0
 
-# Headers that belong to one hop, or that the proxy's client sets itself.
-_HOP_HEADERS = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade", "trailer"}
-)
-
-
 @dataclass
 class _Rule:
     operation: str
     action: str  # "status", "drop" (before forwarding), "lose" (forward, then drop), "hold"
     status: int
     times: int | None  # None: until cleared
-
-
-def s3_operation(method: str, path: str, query: Any, headers: Any) -> str:
-    """The name of the S3 API operation a request to a path-style endpoint is."""
-    on_object = "/" in path.strip("/")
-    copy = "x-amz-copy-source" in headers
-    if method == "PUT":
-        if "partNumber" in query:
-            return "UploadPartCopy" if copy else "UploadPart"
-        if not on_object:
-            return "CreateBucket"
-        return "CopyObject" if copy else "PutObject"
-    if method == "POST":
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        return "DeleteObjects" if "delete" in query else "Post"
-    if method == "DELETE":
-        return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
-    if method == "HEAD":
-        return "HeadObject" if on_object else "HeadBucket"
-    if "uploadId" in query:
-        return "ListParts"
-    return "GetObject" if on_object else "ListObjectsV2"
 
 
 class FaultProxy:
@@ -228,8 +198,8 @@ class FaultProxy:
             assert self._released is not None
             await self._released.wait()
             return self._hang_up(request)
-        body = await request.read()
         if rule is not None and rule.action == "status":
+            await request.read()
             error = f"<Error><Code>Injected{rule.status}</Code><Message>fault proxy</Message>"
             return web.Response(
                 status=rule.status,
@@ -237,25 +207,9 @@ class FaultProxy:
                 content_type="application/xml",
             )
         assert self._http is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        async with self._http.request(
-            request.method,
-            self.upstream + request.rel_url.raw_path_qs,
-            headers=headers,
-            data=body,
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            allow_redirects=False,
-        ) as answer:
-            content = await answer.read()
+        response = await pass_on(self._http, self.upstream, request)
         if rule is not None and rule.action == "lose":
             return self._hang_up(request)
-        response = web.Response(status=answer.status, body=content)
-        for name, value in answer.headers.items():
-            if name.lower() not in _HOP_HEADERS and name.lower() != "content-length":
-                response.headers.add(name, value)
-        if request.method == "HEAD":
-            # The size of the object, not of this empty answer.
-            response.headers["Content-Length"] = answer.headers.get("Content-Length", "0")
         return response
 
     @staticmethod
