@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import botocore.handlers
 import botocore.utils
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
@@ -154,6 +155,11 @@ class S3Driver(StorageDriver):
                 config=client_config,
             )
         )
+        # botocore sends every upload with a body as "Expect: 100-continue",
+        # and aiohttp then waits for the server's interim answer before the
+        # body: a round trip more per PutObject and UploadPart, to spare
+        # sending at most one part to a server that would refuse it.
+        self._client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
 
     async def close(self) -> None:
         """Close the client and its connections."""
