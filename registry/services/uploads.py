@@ -143,7 +143,7 @@ class UploadStore:
         """
         try:
             return await self._finish(name, upload_id, digest, body)
-        except PathNotFound:
+        except (PathNotFound, _Committed):
             return await self._finish_lost(name, upload_id, digest)
 
     async def _finish(
@@ -152,6 +152,8 @@ class UploadStore:
         session = self._session(upload_id)
         async with session.lock:
             writer = await self._resume(name, upload_id, likely_fresh=body is not None)
+            if writer is None and body is None and await self._committed(name, upload_id):
+                raise _Committed
             if writer is None or (writer.size == 0 and body is not None):
                 # POST then PUT with the whole body (docker, ORAS, crane): as
                 # monolithic as a POST ?digest=, so stage it at the blob path
@@ -350,6 +352,19 @@ class UploadStore:
         with contextlib.suppress(PathNotFound):
             await self._driver.delete(layout.upload_dir(name, upload_id))
 
+    async def _committed(self, name: str, upload_id: str) -> bool:
+        """Whether content lies committed at the session's path.
+
+        Asked only of a session without a writer finished with no body (an
+        empty blob, but for this): a process that died between committing the
+        session's content and publishing it leaves it there, its writer gone.
+        """
+        try:
+            await self._driver.stat_file(layout.upload_data(name, upload_id))
+        except PathNotFound:
+            return False
+        return True
+
     async def _remove_unwritten(self, name: str, upload_id: str) -> None:
         """Remove a session that never had a data writer: its `startedat` is all of it."""
         await self._driver.delete_files([layout.upload_started_at(name, upload_id)])
@@ -368,6 +383,10 @@ class UploadStore:
         self._sessions[upload_id] = session
         if len(self._sessions) > _MAX_TRACKED_SESSIONS:
             self._sessions.popitem(last=False)
+
+
+class _Committed(Exception):
+    """The session has no writer but committed content: finish it from that."""
 
 
 async def _no_bytes() -> AsyncIterator[bytes]:
