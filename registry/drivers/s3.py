@@ -353,6 +353,8 @@ class S3Driver(StorageDriver):
     async def _delete_files(self, paths: builtins.list[str]) -> None:
         # The directories' markers go too (see `_delete_tree`): deleting a
         # marker of a directory still holding objects changes nothing.
+        if not paths:
+            return
         keys = [self.key(path) for path in paths]
         keys += sorted({key.rpartition("/")[0] + "/" for key in keys if "/" in key})
         for start in range(0, len(keys), _BATCH):
@@ -604,7 +606,7 @@ def _session() -> AioSession:
 def _parse_timestamp(value: str) -> datetime.datetime:
     # botocore's parser goes through dateutil: a third of the CPU time of
     # walking a large bucket, where every listed key has its ISO 8601
-    # timestamp, and a tenth of a HEAD's, whose Last-Modified header is an
+    # timestamp, and a third of a HEAD's, whose Last-Modified header is an
     # HTTP date. The standard library reads both far faster; anything else
     # stays with botocore.
     try:

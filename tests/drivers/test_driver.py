@@ -716,6 +716,7 @@ class TestDeleteFiles:
 
     async def test_delete_files_skips_paths_with_no_file(self, driver: StorageDriver) -> None:
         await put_all(driver, ["/d/a"])
+        await driver.delete_files([])
         await driver.delete_files(["/d/missing", "/e/missing", "/d/a"])
         with pytest.raises(PathNotFound):
             await driver.stat("/d")
