@@ -203,6 +203,22 @@ async def _upload(
     result.requests += 1
 
 
+async def _timed_upload(
+    session: aiohttp.ClientSession, base: str, repo: str, digest: str, data: bytes,
+    chunk_size: int | None, result: WorkerResult,
+) -> bool:
+    """`_upload`, its latency and bytes recorded; a failure is recorded as an error (False)."""
+    t0 = time.monotonic()
+    try:
+        await _upload(session, base, repo, digest, data, chunk_size, result)
+    except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
+        result.error(f"upload {repo}@{digest[:19]}: {e!r}")
+        return False
+    result.latencies.append(time.monotonic() - t0)
+    result.bytes += len(data)
+    return True
+
+
 async def push(job: PushJob, ready: Ready) -> WorkerResult:
     """Push every image of the job; one latency per blob upload (HEAD to final PUT)."""
     built = [build_image(repo, tag, key, job.layers, job.layer_size)
@@ -216,14 +232,7 @@ async def push(job: PushJob, ready: Ready) -> WorkerResult:
 
         async def blob(repo: str, digest: str, data: bytes) -> None:
             async with limit:
-                t0 = time.monotonic()
-                try:
-                    await _upload(session, job.base, repo, digest, data, chunk, result)
-                except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
-                    result.error(f"upload {repo}@{digest[:19]}: {e!r}")
-                    return
-                result.latencies.append(time.monotonic() - t0)
-                result.bytes += len(data)
+                await _timed_upload(session, job.base, repo, digest, data, chunk, result)
 
         async def image(b: BuiltImage) -> None:
             ref = b.ref
@@ -273,15 +282,8 @@ async def push_blobs(job: SmallBlobJob, ready: Ready) -> WorkerResult:
     async with _session(job.images_in_flight * (job.layers + 1) * 2) as session:
 
         async def blob(repo: str, digest: str, data: bytes) -> None:
-            t0 = time.monotonic()
-            try:
-                await _upload(session, job.base, repo, digest, data, chunk, result)
-            except (Unexpected, aiohttp.ClientError, TimeoutError) as e:
-                result.error(f"upload {repo}@{digest[:19]}: {e!r}")
-                return
-            result.latencies.append(time.monotonic() - t0)
-            result.bytes += len(data)
-            result.items += 1
+            if await _timed_upload(session, job.base, repo, digest, data, chunk, result):
+                result.items += 1
 
         async def image(b: BuiltImage) -> None:
             ref = b.ref
