@@ -21,8 +21,10 @@ from registry.auth import install_security
 from registry.config import Config
 from registry.drivers import create_driver
 from registry.drivers.base import StorageDriver
+from registry.drivers.metrics import DriverMetrics
 from registry.drivers.sizelimit import BlobSizeLimit
 from registry.gc.schedule import gc_context
+from registry.observability import install_observability
 from registry.proxy import install_proxy
 from registry.services.purge import purge_uploads_periodically
 from registry.services.registry import Registry
@@ -43,6 +45,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     storage = driver if driver is not None else create_driver(config.storage)
     if config.limits.max_blob_bytes:
         storage = BlobSizeLimit(storage, config.limits.max_blob_bytes)
+    if config.metrics.addr:
+        storage = DriverMetrics(storage)
     purge_after = 0 if config.storage.read_only else config.limits.upload_expiry_seconds
 
     async def registry_context(app: web.Application) -> AsyncIterator[None]:
@@ -63,4 +67,5 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app.cleanup_ctx.append(registry_context)
     install_proxy(app, config)
     app.cleanup_ctx.append(gc_context(config))
+    install_observability(app, config)
     return app

@@ -1,4 +1,5 @@
-"""The `cargobay` command: `cargobay serve [--config FILE] [--workers N]`, `gc`, `check-config`."""
+"""The `cargobay` command: `cargobay serve [--config FILE] [--workers N]`, `gc`,
+`cargobay check-config [--config FILE] [--connect]`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import functools
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 import sys
 from typing import Any
@@ -15,10 +17,16 @@ from typing import Any
 from aiohttp import web
 
 from registry import __version__
+from registry.api.observe import observer_options
 from registry.app import create_app
 from registry.auth import server_options
 from registry.config import Config, ConfigError, load_config
+from registry.drivers import create_driver
+from registry.errors import StorageError
 from registry.gc import command as gc
+from registry.logs import configure_logging
+from registry.metrics import MULTIPROC_ENV, metrics_listener, prepare_multiprocess_dir
+from registry.storagecheck import check_storage, explain
 from registry.tls import reloader, server_context
 from registry.workers import run_master, worker_count
 
@@ -39,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     check = commands.add_parser("check-config", help="validate the configuration and print it")
     check.add_argument("--config", help="TOML configuration file")
+    check.add_argument(
+        "--connect", action="store_true", help="also open the storage and try reading and writing"
+    )
     gc.add_arguments(commands.add_parser("gc", help="collect garbage once, online"))
     args = parser.parse_args(argv)
     try:
@@ -48,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         print(config)
-        return 0
+        return check_connection(config) if args.connect else 0
     if args.command == "gc":
         return asyncio.run(gc.run(config, args))
     if args.workers is not None and args.workers < 0:
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     count = worker_count(config, args.workers)
     if count == 1:
         return serve_forever(config)
-    _configure_logging(config)
+    configure_logging(config.log)
     try:  # what the workers would each refuse (htpasswd, keys), refused once here
         create_app(config)
     except ConfigError as e:
@@ -70,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log.level.upper(),
-        format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
-    )
+def check_connection(config: Config) -> int:
+    """Try the configured storage; print what is wrong in one sentence (status 1) or "ok"."""
+    try:
+        asyncio.run(check_storage(config.storage, create_driver(config.storage)))
+    except (StorageError, OSError) as e:
+        print(f"cargobay: cannot use storage: {explain(config.storage, e)}", file=sys.stderr)
+        return 1
+    print(f"storage ok: {config.storage.driver}")
+    return 0
 
 
 def serve_forever(
@@ -82,8 +97,28 @@ def serve_forever(
 ) -> int:
     """Run the registry until SIGINT/SIGTERM, on `sock` if given (a worker), else on
     `config.http.addr`. A worker exits at once when `lifeline` (a pipe's read end)
-    closes: its master is gone."""
-    _configure_logging(config)
+    closes: its master is gone.
+
+    With `[metrics] addr`, a single process serves its metrics there itself, in
+    prometheus-client's multiprocess mode like workers; a worker leaves the
+    listener and the metrics directory to its master, whose `prepare_multiprocess_dir`
+    it inherits.
+    """
+    configure_logging(config.log)
+    single = sock is None
+    metrics_dir = None
+    if config.metrics.addr and single and not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = prepare_multiprocess_dir()
+    try:
+        return _serve(config, sock, lifeline, serve_metrics=single and bool(config.metrics.addr))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(
+    config: Config, sock: socket.socket | None, lifeline: int | None, serve_metrics: bool
+) -> int:
     tls = config.http.tls
     try:  # files the configuration names (htpasswd, keys, certificate) are read here
         app = create_app(config)
@@ -96,6 +131,8 @@ def serve_forever(
         app.cleanup_ctx.append(reloader(ssl_context, tls))
     if lifeline is not None:
         app.on_startup.append(functools.partial(_watch_lifeline, lifeline))
+    if serve_metrics:
+        app.cleanup_ctx.append(lambda _: metrics_listener(config.metrics))
     if config.auth.mode == "none" and not _is_loopback(config.http.host):
         log.warning(
             "auth.mode is 'none' on %s: anyone who can reach it can push and delete",
@@ -112,15 +149,19 @@ def serve_forever(
     address: dict[str, Any] = (
         {"sock": sock} if sock is not None else {"host": config.http.host, "port": config.http.port}
     )
-    web.run_app(
-        app,
-        **address,
-        ssl_context=ssl_context,
-        print=None,
-        access_log=logging.getLogger("registry.access") if config.log.access_log else None,
-        handle_signals=True,
-        **server_options(config.limits),
-    )
+    try:
+        web.run_app(
+            app,
+            **address,
+            ssl_context=ssl_context,
+            print=None,
+            handle_signals=True,
+            **server_options(config.limits),
+            **observer_options(config),
+        )
+    except StorageError as e:  # opening the registry at start-up
+        print(f"cargobay: cannot use storage: {explain(config.storage, e)}", file=sys.stderr)
+        return 1
     return 0
 
 

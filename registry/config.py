@@ -119,10 +119,68 @@ class StorageConfig:
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    """Logging: `level` of the root logger, and whether each request is logged."""
+    """Logging: `level` of the root logger, whether each request is logged, and how lines look
+    ("text" for people, "json": one object per line for log shippers)."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics at `/metrics` on their own listener `addr` (host:port); empty: off."""
+
+    addr: str = ""
+
+    def __post_init__(self) -> None:
+        if self.addr and not self.addr.rpartition(":")[2].isdigit():
+            raise ConfigError(f"addr: {self.addr!r} is not host:port")
+
+    @property
+    def host(self) -> str:
+        return self.addr.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.addr.rpartition(":")[2])
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """A webhook that receives registry events, with Distribution's delivery settings.
+
+    After `threshold` failed attempts in a row, delivery waits `backoff` seconds
+    between attempts. Empty filters let every event through; `repositories` are
+    globs as in access rules.
+    """
+
+    name: str = ""
+    url: str = ""
+    headers: tuple[str, ...] = ()
+    timeout: float = 5.0
+    threshold: int = 3
+    backoff: float = 10.0
+    format: Literal["distribution", "cloudevents"] = "distribution"
+    actions: tuple[Literal["push", "pull", "delete", "mount"], ...] = ()
+    media_types: tuple[str, ...] = ()
+    repositories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"url: {self.url!r} is not an http(s) URL")
+        for header in self.headers:
+            if not header.partition(":")[0].strip() or ":" not in header:
+                raise ConfigError(f"headers: {header!r} is not 'Name: value'")
+        if self.timeout <= 0 or self.backoff < 0 or self.threshold < 1:
+            raise ConfigError("timeout must be positive, backoff >= 0 and threshold >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    """Webhook endpoints that are told of pushes, pulls, deletes and mounts."""
+
+    endpoints: tuple[EndpointConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +462,8 @@ class Config:
     ui: UiConfig = field(default_factory=UiConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
 
 T = TypeVar("T")

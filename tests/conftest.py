@@ -12,6 +12,7 @@ from registry.config import S3Config
 from registry.drivers.base import StorageDriver
 from registry.drivers.filesystem import FilesystemDriver
 from registry.drivers.inmemory import InMemoryDriver
+from registry.drivers.metrics import DriverMetrics
 from registry.drivers.s3 import S3Driver
 from registry.loop import Loop
 from tests.s3server import S3Server, moto_server, seaweedfs_server
@@ -21,6 +22,8 @@ from tests.s3server import S3Server, moto_server, seaweedfs_server
 DRIVER_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], StorageDriver]] = {
     "filesystem": lambda request: FilesystemDriver(request.getfixturevalue("tmp_path") / "root"),
     "inmemory": lambda request: InMemoryDriver(),
+    # A wrapper is a driver too: it passes the same suite.
+    "metrics-inmemory": lambda request: DriverMetrics(InMemoryDriver()),
     "s3-moto": lambda request: S3Driver(request.getfixturevalue("moto_s3_config")),
     "s3-seaweedfs": lambda request: S3Driver(request.getfixturevalue("seaweedfs_s3_config")),
 }

@@ -44,6 +44,7 @@ from registry.auth.schemes import (
 from registry.auth.token_endpoint import TokenEndpoint
 from registry.config import AuthConfig, Config
 from registry.errors import NameInvalid, Unsupported
+from registry.logs import set_user
 from registry.reference import validate_name
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def install_security(app: web.Application, config: Config) -> None:
         identity = Identity(None)
         if authenticator is not None:
             identity = await authenticator.authorize(request, needed_accesses(rule.need, name))
+            set_user(identity.user)
         if read_only and rule.need in _WRITES:
             raise Unsupported("this registry is read-only: pushes and deletes are refused")
         check_body_size(request, rule.body, limits)

@@ -5,7 +5,8 @@ Distribution does: reads need `pull`, writes `pull` and `push`, deletes
 `delete`; every step of a blob upload (cancelling included) is part of a push;
 `/v2/` needs only an authenticated client and `/v2/_catalog` the catalog. The
 web page (`/`, `/ui` and `/ui/...`) is public here because it checks its users itself,
-with the same users and rules (`registry.ui.sessions`). A
+with the same users and rules (`registry.ui.sessions`); the token endpoint and the
+health checks need nothing. A
 route it cannot classify is an error at start-up, so a new route is never
 served unprotected by accident.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from registry.api.health import HEALTH_PATH, READY_PATH
 from registry.auth.access import CATALOG, DELETE, PULL, PUSH, Access, repository_access
 from registry.auth.schemes import TOKEN_PATH
 
@@ -49,7 +51,7 @@ def route_rule(method: str, path: str) -> RouteRule:
 
     Raises `ValueError` for a route this table does not know.
     """
-    if path in (TOKEN_PATH, "/", "/ui") or path.startswith("/ui/"):
+    if path in (TOKEN_PATH, HEALTH_PATH, READY_PATH, "/", "/ui") or path.startswith("/ui/"):
         return RouteRule(Need.PUBLIC)
     if path in ("/v2/", "/v2"):
         return RouteRule(Need.LOGIN)

@@ -1,0 +1,194 @@
+"""Watching requests: request ids, the access log and the HTTP metrics.
+
+- `request_context` is the outermost middleware: it gives the request its id
+  (the client's `X-Request-Id` if it is a sane token, else a new one) and makes
+  it the current `RequestContext` (`registry.logs`), so every log line and
+  event of the request carries it. `stamp_response` returns the id and a
+  `Server` header that names no software versions.
+- `observer_class` is aiohttp's access logger: called once each response has
+  been sent, it writes the access line and records the request metrics
+  (count, latency, bytes each way, auth failures, rate-limit refusals).
+
+Metric labels are bounded: the route template, never the path, and methods
+outside the HTTP set counted as `other`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from prometheus_client import Counter, Histogram
+
+from registry.api import uploads
+from registry.api.middleware import Handler
+from registry.config import Config
+from registry.logs import RequestContext, enter_request
+from registry.metrics import Metrics, metrics
+
+REQUEST_ID_HEADER = "X-Request-Id"
+CONTEXT = web.RequestKey("cargobay_request", RequestContext)
+SERVER = "cargobay"
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_UPLOAD_HANDLERS = (uploads.start_upload, uploads.patch_upload, uploads.finish_upload)
+_UNMATCHED = "unmatched"
+
+
+def request_middleware(record_metrics: bool) -> Any:
+    """The `request_context` middleware; with `record_metrics` it also counts uploads in flight."""
+    in_flight = metrics().uploads_in_flight if record_metrics else None
+
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match_info = request.match_info
+        resource = match_info.route.resource
+        reference = match_info.get("digest") or match_info.get("reference", "")
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        context = RequestContext(
+            request_id=incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex,
+            client=request.remote or "",
+            method=request.method,
+            route=resource.canonical if resource is not None else _UNMATCHED,
+            host=request.host,
+            scheme=request.scheme,
+            useragent=request.headers.get("User-Agent", ""),
+            started=time.perf_counter(),
+            repository=match_info.get("name"),
+            digest=reference if ":" in reference else None,
+        )
+        request[CONTEXT] = context
+        enter_request(context)
+        if in_flight is None or match_info.handler not in _UPLOAD_HANDLERS:
+            return await handler(request)
+        with in_flight.track_inprogress():
+            return await handler(request)
+
+    return request_context
+
+
+async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response carries its request id, and a `Server` header without versions."""
+    context = request.get(CONTEXT)
+    if context is not None:
+        response.headers[REQUEST_ID_HEADER] = context.request_id
+    response.headers["Server"] = SERVER
+
+
+def observer_options(config: Config) -> dict[str, Any]:
+    """The server options (`web.run_app`, `TestServer.start_server`) that observe each
+    request as `config` asks."""
+    return {
+        "access_log": logging.getLogger("registry.access"),
+        "access_log_class": observer_class(config.log.access_log, bool(config.metrics.addr)),
+    }
+
+
+def observer_class(log_requests: bool, record_metrics: bool) -> type[AbstractAccessLogger]:
+    """aiohttp's access-logger class that writes access lines (if `log_requests`) and records
+    request metrics (if `record_metrics`)."""
+
+    class RequestObserver(AbstractAccessLogger):
+        def __init__(self, logger: Any, log_format: str) -> None:
+            super().__init__(logger, log_format)
+            self._metrics = _RequestMetrics(metrics()) if record_metrics else None
+
+        @property
+        def enabled(self) -> bool:
+            return True
+
+        def log(self, request: Any, response: Any, elapsed: float) -> None:
+            context: RequestContext | None = request.get(CONTEXT)
+            sent: int = response.body_length
+            if context is not None:  # aiohttp's clock is uvloop's, in whole milliseconds
+                elapsed = time.perf_counter() - context.started
+            if self._metrics is not None:
+                self._metrics.record(request, response, context, sent, elapsed)
+            if log_requests:
+                self.logger.info(
+                    '%s %s "%s %s" %d %d %.3fs',
+                    request.remote or "-",
+                    (context.user if context is not None else None) or "-",
+                    request.method,
+                    request.path_qs,
+                    response.status,
+                    sent,
+                    elapsed,
+                    extra={
+                        "request": context,
+                        "path": request.path,
+                        "status": response.status,
+                        "bytes": sent,
+                        "duration": round(elapsed, 6),
+                    },
+                )
+
+    return RequestObserver
+
+
+class _RequestMetrics:
+    """Records each answered request; labelled children are looked up once per label set."""
+
+    def __init__(self, m: Metrics) -> None:
+        self._m = m
+        self._counts: dict[tuple[str, str, int], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._bytes: dict[str, tuple[Counter, Counter]] = {}
+
+    def record(
+        self,
+        request: web.BaseRequest,
+        response: web.StreamResponse,
+        context: RequestContext | None,
+        sent: int,
+        duration: float,
+    ) -> None:
+        m = self._m
+        route = context.route if context is not None else _UNMATCHED
+        method = request.method if request.method in _METHODS else "other"
+        status = response.status
+        count = self._counts.get((route, method, status))
+        if count is None:
+            count = self._counts[route, method, status] = m.http_requests.labels(
+                route, method, str(status)
+            )
+        count.inc()
+        timing = self._durations.get((route, method))
+        if timing is None:
+            timing = self._durations[route, method] = m.http_duration.labels(route, method)
+        timing.observe(duration)
+        counters = self._bytes.get(route)
+        if counters is None:
+            counters = self._bytes[route] = (
+                m.http_received.labels(route),
+                m.http_sent.labels(route),
+            )
+        received: int = getattr(request.content, "total_bytes", 0)
+        if received:
+            counters[0].inc(received)
+        counters[1].inc(sent)
+        if status in (401, 403):
+            m.auth_failures.labels(_auth_failure(request, response)).inc()
+        elif status == 429:
+            m.rate_limited.inc()
+
+
+def _auth_failure(request: web.BaseRequest, response: web.StreamResponse) -> str:
+    """Why a request was refused: denied, no_credentials, invalid_token,
+    insufficient_scope or invalid_credentials."""
+    if response.status == 403:
+        return "denied"
+    if "Authorization" not in request.headers:
+        return "no_credentials"
+    challenge = response.headers.get("WWW-Authenticate", "")
+    if 'error="insufficient_scope"' in challenge:
+        return "insufficient_scope"
+    if 'error="invalid_token"' in challenge:
+        return "invalid_token"
+    return "invalid_credentials"

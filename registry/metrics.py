@@ -1,0 +1,194 @@
+"""Prometheus metrics of the registry, and the separate listener that serves them.
+
+Every metric is built on first use of `metrics()`, never at import, because
+prometheus-client picks its storage when a metric is built: in-process
+values, or, once `prepare_multiprocess_dir` has run, one file per process in
+a shared directory (its multiprocess mode). The master of several workers
+calls `prepare_multiprocess_dir` before it starts them; a single process calls
+it before it builds its app. `/metrics` then sums the files of every process,
+so one scrape shows all workers.
+
+Label values are bounded: routes are templates (`/v2/{name}/manifests/{reference}`),
+never raw paths, so repository names cannot grow the label set.
+
+Hooks for code that measures something the registry does not see itself:
+`observe_feed_lag` (the change feed) and `count_collection` (garbage collection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from registry.config import MetricsConfig
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Request latencies: a manifest from memory takes ~1 ms, a large blob minutes.
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class Metrics:
+    """The registry's metrics. Gauges of several processes add up (`livesum`) where each
+    process counts its own share, and show the largest (`livemax`) where all see the same."""
+
+    def __init__(self) -> None:
+        self.http_requests = Counter(
+            "cargobay_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+        )
+        self.http_duration = Histogram(
+            "cargobay_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response.",
+            ["route", "method"],
+            buckets=_HTTP_BUCKETS,
+        )
+        self.http_received = Counter(
+            "cargobay_http_received_bytes", "Request body bytes received.", ["route"]
+        )
+        self.http_sent = Counter(
+            "cargobay_http_sent_bytes", "Response bytes sent, headers included.", ["route"]
+        )
+        self.uploads_in_flight = Gauge(
+            "cargobay_uploads_in_flight",
+            "Upload requests (POST, PATCH, PUT of blob uploads) being served.",
+            multiprocess_mode="livesum",
+        )
+        self.storage_duration = Histogram(
+            "cargobay_storage_operation_duration_seconds",
+            "Storage driver operations by driver, operation and outcome (ok, not_found, error).",
+            ["driver", "operation", "outcome"],
+            buckets=_STORAGE_BUCKETS,
+        )
+        self.index_entries = Gauge(
+            "cargobay_index_entries",
+            "Entries of the in-memory index: repositories, tags, manifests.",
+            ["kind"],
+            multiprocess_mode="livemax",
+        )
+        self.cache_lookups = Counter(
+            "cargobay_cache_lookups",
+            "Look-ups in the in-memory caches (manifests, blob_sizes), by result (hit, miss).",
+            ["cache", "result"],
+        )
+        self.auth_failures = Counter(
+            "cargobay_auth_failures",
+            "Requests refused by authentication or authorisation, by reason.",
+            ["reason"],
+        )
+        self.rate_limited = Counter(
+            "cargobay_rate_limited", "Requests refused with 429 by the per-client rate limit."
+        )
+        self.events = Counter(
+            "cargobay_notification_events",
+            "Registry events per webhook endpoint, by outcome (sent, failed, dropped).",
+            ["endpoint", "outcome"],
+        )
+        self.feed_lag = Gauge(
+            "cargobay_feed_lag_seconds",
+            "How far the index is behind the change feed in storage.",
+            multiprocess_mode="livemax",
+        )
+        self.gc_runs = Counter("cargobay_gc_runs", "Garbage collections completed.")
+        self.gc_freed = Counter("cargobay_gc_freed_bytes", "Bytes freed by garbage collection.")
+
+
+_metrics: Metrics | None = None
+
+
+def metrics() -> Metrics:
+    """This process's metrics, built on the first call."""
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def cache_counters(cache: str) -> tuple[Counter, Counter]:
+    """The (hits, misses) counters of the in-memory cache named `cache`."""
+    lookups = metrics().cache_lookups
+    return lookups.labels(cache, "hit"), lookups.labels(cache, "miss")
+
+
+def prepare_multiprocess_dir() -> str:
+    """Switch this process, and the processes it starts, to multiprocess metrics.
+
+    Creates a fresh temporary directory, names it in `PROMETHEUS_MULTIPROC_DIR`
+    (inherited by child processes) and returns its path; the caller removes it
+    when the last process has exited. Must run before `metrics()` is first
+    called in this process, else `RuntimeError`.
+    """
+    if _metrics is not None:
+        raise RuntimeError("metrics were built before multiprocess mode was prepared")
+    path = tempfile.mkdtemp(prefix="cargobay-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    # prometheus-client chose in-process values when it was imported; choose again.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return path
+
+
+def observe_feed_lag(seconds: float) -> None:
+    """Record how many seconds the index is behind the change feed."""
+    metrics().feed_lag.set(seconds)
+
+
+def count_collection(bytes_freed: int) -> None:
+    """Record one completed garbage collection and the bytes it freed."""
+    m = metrics()
+    m.gc_runs.inc()
+    m.gc_freed.inc(bytes_freed)
+
+
+def exposition() -> bytes:
+    """The metrics of every process sharing this one's directory (or this process's own),
+    in Prometheus text format."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+async def _serve_metrics(request: web.Request) -> web.Response:
+    # Reading every process's file is disk work: off the event loop.
+    body = await asyncio.to_thread(exposition)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def metrics_app() -> web.Application:
+    """An application answering `GET /metrics`, for a listener of its own."""
+    app = web.Application()
+    app.router.add_get("/metrics", _serve_metrics)
+    return app
+
+
+async def metrics_listener(config: MetricsConfig) -> AsyncIterator[None]:
+    """Serve `metrics_app` on `config.addr` while the caller runs (a cleanup context body).
+
+    Raises `OSError` if the address cannot be bound.
+    """
+    runner = web.AppRunner(metrics_app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        yield
+    finally:
+        await runner.cleanup()
