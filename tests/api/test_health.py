@@ -13,10 +13,13 @@ from registry import layout
 from registry.api.health import READINESS
 from registry.app import create_app
 from registry.config import AccessRule, AuthConfig, Config, HtpasswdConfig
+from registry.drivers.base import StorageDriver
 from registry.drivers.inmemory import InMemoryDriver
+from registry.drivers.s3 import S3Driver
 from registry.drivers.wrapper import DriverWrapper
 from registry.errors import StorageError
 from tests.auth.conftest import write_htpasswd
+from tests.s3server import BUCKET, moto_server
 
 T = TypeVar("T")
 
@@ -41,7 +44,7 @@ class Gate(DriverWrapper):
         return await call
 
 
-async def serve(driver: Gate, config: Config | None = None) -> TestClient:
+async def serve(driver: StorageDriver, config: Config | None = None) -> TestClient:
     client = TestClient(TestServer(create_app(config or Config(), driver)))
     await client.start_server()
     return client
@@ -115,6 +118,25 @@ class TestReadyz:
             driver.broken = False
             await readiness.probe()
             assert (await client.get("/readyz")).status == 200
+        finally:
+            await client.close()
+
+    async def test_readyz_is_503_once_the_s3_server_is_stopped(self) -> None:
+        with moto_server() as s3:
+            s3.create_bucket(BUCKET)
+            client = await serve(S3Driver(s3.config()))
+            try:
+                await wait_ready(client)
+            except BaseException:
+                await client.close()
+                raise
+        # The server is gone now.
+        try:
+            await client.server.app[READINESS].probe()
+
+            response = await client.get("/readyz")
+            assert response.status == 503
+            assert set((await response.json())["failing"]) == {"storage"}
         finally:
             await client.close()
 

@@ -66,6 +66,7 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     `[http]`, `[storage]`, `[storage.filesystem]`, `[storage.s3]` and `[log]` (e.g.
     `[auth]`). With `s3`, storage is that bucket and prefix (`root` is then unused).
     `workers` is `cargobay serve --workers`: one process unless a test asks for more.
+    `env` adds environment variables (`CARGOBAY_LOG__FORMAT=json`).
     """
     executable = require_executable(CARGOBAY, "cargobay (pip install -e . in the venv)")
 
@@ -74,6 +75,7 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         extra_config: str = "",
         s3: S3Config | None = None,
         workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> ServerProcess:
         workdir = tmp_path_factory.mktemp("cargobay")
         root = root if root is not None else workdir / "root"
@@ -95,11 +97,11 @@ def cargobay_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
             f"[storage]\ndelete = true\n{storage}"
             f'[log]\nlevel = "info"\naccess_log = true\n' + extra_config
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
         return ServerProcess(
             name="cargobay",
             argv=[executable, "serve", "--config", str(config)],
-            env=env,
+            env={**environment, **(env or {})},
             root=root,
             port=port,
             log_path=workdir / "cargobay.log",
