@@ -81,13 +81,12 @@ def summarize(measures: list[Any]) -> list[dict[str, Any]]:
         c = entry["registries"].get("cargobay")
         ceiling = entry["registries"].get("ceiling")
         if d and c:
-            entry["ratio"] = {k: _ratio(c[k], d[k]) for k in METRICS}
-            paired = [
-                _ratio(x, y) for x, y in zip(c["per_round"], d["per_round"], strict=False)
-            ]
-            entry["ratio"]["throughput_paired_median"] = _median(paired)
+            entry["ratio"] = _compare(c, d)
         if c and ceiling:
             entry["cargobay_over_ceiling"] = _ratio(c["throughput"], ceiling["throughput"])
+        observed = entry["registries"].get("cargobay-observed")
+        if c and observed:
+            entry["observed_ratio"] = _compare(observed, c)
         out.append(entry)
     return out
 
@@ -98,6 +97,14 @@ def _request_rate(m: Any) -> float | None:
         return float(m.throughput)
     wall = m.notes.get("wall_s")
     return m.requests / wall if wall else None
+
+
+def _compare(b: dict[str, Any], a: dict[str, Any]) -> dict[str, float | None]:
+    """B's figures over A's, and the median of the round-by-round throughput ratios."""
+    ratio = {k: _ratio(b[k], a[k]) for k in METRICS}
+    paired = [_ratio(x, y) for x, y in zip(b["per_round"], a["per_round"], strict=False)]
+    ratio["throughput_paired_median"] = _median(paired)
+    return ratio
 
 
 def _find(summary: list[dict[str, Any]], backend: str, phase: str) -> dict[str, Any] | None:
@@ -349,6 +356,29 @@ def smallblob_table(measures: list[Any]) -> str:
     lines.append("Small-blob pushes: D = Distribution, C = Cargobay, medians over rounds. A blob"
                  " is HEAD, POST, PUT with the body\n(chunked: POST, one PATCH, PUT); S3 requests"
                  " are counted at the S3 side by bench/s3count.py.")
+    return "\n".join(lines)
+
+
+def observed_table(summary: list[dict[str, Any]]) -> str:
+    """`--observed` runs: Cargobay with metrics and JSON access logs (B) over Cargobay (A)."""
+    lines = [
+        f"{'backend':<10} {'phase':<14} {'A thr':>9} {'B thr':>9} {'B/A':>6} {'paired':>6} "
+        f"{'A cpu':>7} {'B cpu':>7} {'B/A':>6}  per round A | B"
+    ]
+    for entry in summary:
+        ratio = entry.get("observed_ratio")
+        if ratio is None:
+            continue
+        a = entry["registries"]["cargobay"]
+        b = entry["registries"]["cargobay-observed"]
+        rounds = " ".join(f"{x:.0f}" for x in a["per_round"])
+        rounds += " | " + " ".join(f"{x:.0f}" for x in b["per_round"])
+        lines.append(
+            f"{entry['backend']:<10} {entry['phase']:<14} {_fmt(a['throughput']):>9} "
+            f"{_fmt(b['throughput']):>9} {_x(ratio['throughput']):>6} "
+            f"{_x(ratio['throughput_paired_median']):>6} {_fmt(a['cpu_ms_per_request'], 3):>7} "
+            f"{_fmt(b['cpu_ms_per_request'], 3):>7} {_x(ratio['cpu_ms_per_request']):>6}  {rounds}"
+        )
     return "\n".join(lines)
 
 

@@ -45,6 +45,9 @@ from bench.workers import SATURATED, PhaseRun, run_phase
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REGISTRIES = ("distribution", "cargobay")
+#: With --observed: Cargobay as benchmarked (A) against Cargobay with metrics and JSON
+#: access logs on (B), instead of against Distribution.
+OBSERVED = ("cargobay", "cargobay-observed")
 #: Phases run on a fresh backend (push first: the others use what it pushed).
 INSTANCE_PHASES = ("push-mono", "push-chunked", "storm-get", "storm-head", "blob-pull",
                    "pull-sim", "blob-pull-redirect", "pull-sim-redirect", "memory")
@@ -126,8 +129,10 @@ class Bench:
     """A whole run: the plan, the work directory, the seeded data sets and the figures."""
 
     def __init__(self, plan: Plan, workdir: Path, profile: bool, phases: set[str] | None,
-                 server_env: dict[str, str]) -> None:
+                 server_env: dict[str, str], observed: bool = False) -> None:
         self.plan = plan
+        self.observed = observed
+        self.registries = OBSERVED if observed else REGISTRIES
         self.server_env = server_env
         self.workdir = workdir
         self.profile = profile
@@ -186,7 +191,7 @@ class Bench:
               cargobay_env: dict[str, str] | None = None, workers: int = 1) -> Process:
         port = servers.free_port()
         env = {**self.server_env, **(cargobay_env or {})}
-        extra = {"extra_env": env, "workers": workers} if kind == "cargobay" else {}
+        extra = {"extra_env": env, "workers": workers} if kind.startswith("cargobay") else {}
         process = servers.registry(kind, self.workdir, port, redirect=redirect,
                                    **backend.registry_args(), **extra)
         return process.start()
@@ -510,7 +515,7 @@ class Bench:
         """
         spec = self.plan.listing
         backend = self.dataset_backend(backend_kind, spec)
-        for kind in REGISTRIES:
+        for kind in self.registries:
             process = self.start(kind, backend)
             self.listing_servers[kind] = process
             log(f"  {kind} ready on the listing data set ({spec.describe()}) in "
@@ -654,11 +659,12 @@ class Bench:
                 if self.wanted("catalog") or self.wanted("tags"):
                     self.guarded(self.start_listing_servers, backend_kind)
                 for rnd in range(1, self.plan.rounds + 1):
-                    for kind in REGISTRIES:
+                    for kind in self.registries:
                         log(f"== {backend_kind}, round {rnd}/{self.plan.rounds}: {kind}")
                         self.guarded(self.run_instance, backend_kind, kind, rnd)
-                    log(f"== {backend_kind}, round {rnd}/{self.plan.rounds}: ceilings")
-                    self.guarded(self.ceilings, backend_kind, rnd)
+                    if not self.observed:
+                        log(f"== {backend_kind}, round {rnd}/{self.plan.rounds}: ceilings")
+                        self.guarded(self.ceilings, backend_kind, rnd)
                     if self.wanted("scale"):
                         scale.scale_round(self, backend_kind, rnd)
             finally:
@@ -737,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="record py-spy profiles of Cargobay for each phase")
     parser.add_argument("--workdir", type=Path, help="where backends live (default: a temp dir)")
     parser.add_argument("--output", type=Path, help="JSON results file")
+    parser.add_argument("--observed", action="store_true",
+                        help="compare Cargobay with itself with metrics and JSON access logs on, "
+                             "instead of with Distribution (e.g. --phases storm-get)")
     args = parser.parse_args(argv)
 
     plan = Plan.quick() if args.quick else Plan.full()
@@ -756,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tools(args.profile)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cargobay-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    bench = Bench(plan, workdir, args.profile, phases, server_env)
+    bench = Bench(plan, workdir, args.profile, phases, server_env, args.observed)
     started = time.monotonic()
     log(f"plan {plan.name}: {plan.rounds} round(s) on {', '.join(backends)}; work dir {workdir}")
     log("the machine is shared (2 cores for servers and load): compare within this run only")
@@ -783,16 +792,19 @@ def main(argv: list[str] | None = None) -> int:
         "failures": bench.failures,
     }, indent=1, default=str))
     print()
-    print(report.table(summary, plan))
-    small = report.smallblob_table(bench.measures)
-    if small:
+    if args.observed:
+        print(report.observed_table(summary))
+    else:
+        print(report.table(summary, plan))
+        small = report.smallblob_table(bench.measures)
+        if small:
+            print()
+            print(small)
         print()
-        print(small)
-    print()
-    if any(entry["phase"].startswith("scale-") for entry in summary):
-        print(report.scale_table(summary))
-        print()
-    print(report.targets_table(verdicts))
+        if any(entry["phase"].startswith("scale-") for entry in summary):
+            print(report.scale_table(summary))
+            print()
+        print(report.targets_table(verdicts))
     print(f"\n{len(bench.measures)} measurements in {elapsed / 60:.1f} min; figures in {output}")
     for failure in bench.failures:
         print(f"FAILED (rounds left out): {failure.splitlines()[0]}")

@@ -161,12 +161,15 @@ def cargobay(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
     redirect: bool = False, extra_env: dict[str, str] | None = None, workers: int = 1,
     extra_config: str = "",
+    observed: bool = False,
 ) -> Process:
     """Cargobay on `root` (filesystem) or `s3`, logging errors only, no access log.
 
     `workers` processes serve the port (`--workers`); the bench measures one
     unless a phase asks for more. `extra_config` is TOML appended to the file
-    (a section other than those above).
+    (a section other than those above). `observed`: as an operator would run it
+    instead: Prometheus metrics on (multiprocess mode, a listener of their own) and
+    a JSON access line per request, written to its log.
     """
     lines = ["[http]", f'addr = "127.0.0.1:{port}"', f"workers = {workers}", "[storage]"]
     if s3 is None:
@@ -179,7 +182,11 @@ def cargobay(
             f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"', "path_style = true",
             f"redirect = {'true' if redirect else 'false'}",
         ]
-    lines += ["[log]", 'level = "error"', "access_log = false"]
+    if observed:
+        lines += ["[metrics]", f'addr = "127.0.0.1:{free_port()}"']
+        lines += ["[log]", 'level = "info"', "access_log = true", 'format = "json"']
+    else:
+        lines += ["[log]", 'level = "error"', "access_log = false"]
     config = workdir / f"cargobay-{port}.toml"
     config.write_text("\n".join(lines) + "\n" + extra_config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
@@ -239,7 +246,9 @@ def distribution(
 
 
 def registry(kind: str, workdir: Path, port: int, **kwargs: object) -> Process:
-    """`cargobay(...)` or `distribution(...)` by name."""
+    """`cargobay(...)`, `cargobay(..., observed=True)` or `distribution(...)` by name."""
+    if kind == "cargobay-observed":
+        return cargobay(workdir, port, observed=True, **kwargs)  # type: ignore[arg-type]
     factory = {"cargobay": cargobay, "distribution": distribution}[kind]
     return factory(workdir, port, **kwargs)  # type: ignore[arg-type]
 

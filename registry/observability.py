@@ -3,7 +3,8 @@
 `install_observability` adds, around the API:
 - the request-context middleware (outermost: request ids for every log line)
   and the response stamp (`X-Request-Id`, a `Server` header without versions);
-- `/healthz` and `/readyz`, with the readiness probe running while the app does;
+- `/healthz` and `/readyz`, with the readiness probe running while the app does,
+  and the flushing of the metrics tallied in memory;
 - webhook notifications, when `[[notifications.endpoints]]` lists any.
 
 Metrics are recorded by the access logger (`registry.api.observe`) and the
@@ -24,6 +25,7 @@ from registry.api.health import READINESS, add_health_routes
 from registry.api.observe import request_middleware, stamp_response
 from registry.config import Config
 from registry.health import Readiness
+from registry.metrics import flush_periodically
 from registry.notifications import Notifier
 
 
@@ -45,11 +47,15 @@ def install_observability(app: web.Application, config: Config) -> None:
             notifier = Notifier(config.notifications, config.http.port)
             notifier.install(registry)
             notifier.start()
-        prober = asyncio.create_task(readiness.run(registry))
+        background = [
+            asyncio.create_task(readiness.run(registry)),
+            asyncio.create_task(flush_periodically()),
+        ]
         yield
-        prober.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await prober
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if notifier is not None:
             await notifier.close()
 

@@ -7,7 +7,8 @@
   `Server` header that names no software versions.
 - `observer_class` is aiohttp's access logger: called once each response has
   been sent, it writes the access line and records the request metrics
-  (count, latency, bytes each way, auth failures, rate-limit refusals).
+  (count and latency in one histogram, bytes each way, auth failures,
+  rate-limit refusals).
 
 Metric labels are bounded: the route template, never the path, and methods
 outside the HTTP set counted as `other`.
@@ -16,20 +17,20 @@ outside the HTTP set counted as `other`.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import Counter, Histogram
 
 from registry.api import uploads
 from registry.api.middleware import Handler
 from registry.config import Config
-from registry.logs import RequestContext, enter_request
-from registry.metrics import Metrics, metrics
+from registry.logs import ACCESS_LOGGER, AccessLog, RequestContext, enter_request
+from registry.metrics import HTTP_BUCKETS, LatencyTally, Metrics, Tally, metrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
 CONTEXT = web.RequestKey("cargobay_request", RequestContext)
@@ -52,7 +53,7 @@ def request_middleware(record_metrics: bool) -> Any:
         reference = match_info.get("digest") or match_info.get("reference", "")
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         context = RequestContext(
-            request_id=incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex,
+            request_id=incoming if _SANE_ID.match(incoming) else os.urandom(16).hex(),
             client=request.remote or "",
             method=request.method,
             route=resource.canonical if resource is not None else _UNMATCHED,
@@ -84,21 +85,25 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
 def observer_options(config: Config) -> dict[str, Any]:
     """The server options (`web.run_app`, `TestServer.start_server`) that observe each
     request as `config` asks."""
+    log = config.log
+    lines = None
+    if log.access_log and log.level in ("debug", "info"):  # access lines are at INFO
+        lines = AccessLog(log.format, sys.stderr)
     return {
-        "access_log": logging.getLogger("registry.access"),
-        "access_log_class": observer_class(config.log.access_log, bool(config.metrics.addr)),
+        # aiohttp calls its access logger only if it has a logger; lines go to `lines`.
+        "access_log": logging.getLogger(ACCESS_LOGGER),
+        "access_log_class": observer_class(lines, bool(config.metrics.addr)),
     }
 
 
-def observer_class(log_requests: bool, record_metrics: bool) -> type[AbstractAccessLogger]:
-    """aiohttp's access-logger class that writes access lines (if `log_requests`) and records
-    request metrics (if `record_metrics`)."""
+def observer_class(lines: AccessLog | None, record_metrics: bool) -> type[AbstractAccessLogger]:
+    """aiohttp's access-logger class that writes access lines (to `lines`, if any) and
+    records request metrics (if `record_metrics`)."""
+
+    # aiohttp makes an access logger per connection: the tallies are made once, here.
+    recorder = _RequestMetrics(metrics()) if record_metrics else None
 
     class RequestObserver(AbstractAccessLogger):
-        def __init__(self, logger: Any, log_format: str) -> None:
-            super().__init__(logger, log_format)
-            self._metrics = _RequestMetrics(metrics()) if record_metrics else None
-
         @property
         def enabled(self) -> bool:
             return True
@@ -108,38 +113,21 @@ def observer_class(log_requests: bool, record_metrics: bool) -> type[AbstractAcc
             sent: int = response.body_length
             if context is not None:  # aiohttp's clock is uvloop's, in whole milliseconds
                 elapsed = time.perf_counter() - context.started
-            if self._metrics is not None:
-                self._metrics.record(request, response, context, sent, elapsed)
-            if log_requests:
-                self.logger.info(
-                    '%s %s "%s %s" %d %d %.3fs',
-                    request.remote or "-",
-                    (context.user if context is not None else None) or "-",
-                    request.method,
-                    request.path_qs,
-                    response.status,
-                    sent,
-                    elapsed,
-                    extra={
-                        "request": context,
-                        "path": request.path,
-                        "status": response.status,
-                        "bytes": sent,
-                        "duration": round(elapsed, 6),
-                    },
-                )
+            if recorder is not None:
+                recorder.record(request, response, context, sent, elapsed)
+            if lines is not None:
+                lines.write(request, context, response.status, sent, elapsed)
 
     return RequestObserver
 
 
 class _RequestMetrics:
-    """Records each answered request; labelled children are looked up once per label set."""
+    """Records each answered request, in tallies made once per label set."""
 
     def __init__(self, m: Metrics) -> None:
         self._m = m
-        self._counts: dict[tuple[str, str, int], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
-        self._bytes: dict[str, tuple[Counter, Counter]] = {}
+        self._durations: dict[tuple[str, str, int], LatencyTally] = {}
+        self._bytes: dict[str, tuple[Tally, Tally]] = {}
 
     def record(
         self,
@@ -153,26 +141,22 @@ class _RequestMetrics:
         route = context.route if context is not None else _UNMATCHED
         method = request.method if request.method in _METHODS else "other"
         status = response.status
-        count = self._counts.get((route, method, status))
-        if count is None:
-            count = self._counts[route, method, status] = m.http_requests.labels(
-                route, method, str(status)
-            )
-        count.inc()
-        timing = self._durations.get((route, method))
+        timing = self._durations.get((route, method, status))
         if timing is None:
-            timing = self._durations[route, method] = m.http_duration.labels(route, method)
+            timing = self._durations[route, method, status] = LatencyTally(
+                m.http_duration.labels(route, method, str(status)), HTTP_BUCKETS
+            )
         timing.observe(duration)
-        counters = self._bytes.get(route)
-        if counters is None:
-            counters = self._bytes[route] = (
-                m.http_received.labels(route),
-                m.http_sent.labels(route),
+        tallies = self._bytes.get(route)
+        if tallies is None:
+            tallies = self._bytes[route] = (
+                Tally(m.http_received.labels(route)),
+                Tally(m.http_sent.labels(route)),
             )
         received: int = getattr(request.content, "total_bytes", 0)
         if received:
-            counters[0].inc(received)
-        counters[1].inc(sent)
+            tallies[0].add(received)
+        tallies[1].add(sent)
         if status in (401, 403):
             m.auth_failures.labels(_auth_failure(request, response)).inc()
         elif status == 429:

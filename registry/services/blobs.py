@@ -25,7 +25,7 @@ from registry import layout
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.errors import BlobUnknown, PathNotFound, Unsupported
-from registry.metrics import cache_counters
+from registry.metrics import cache_tallies
 from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
 
@@ -61,7 +61,7 @@ class BlobStore:
         self._sizes: TTLCache[str, int] = TTLCache(
             maxsize=_SIZE_CACHE_ENTRIES, ttl=_SIZE_CONFIRMED_SECONDS, timer=time.monotonic
         )
-        self._hits, self._misses = cache_counters("blob_sizes")
+        self._hits, self._misses = cache_tallies("blob_sizes")
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """The blob `digest` as linked in `name`; `BlobUnknown` if it is not.
@@ -74,10 +74,10 @@ class BlobStore:
             raise BlobUnknown(detail={"digest": key})
         size = self._sizes.get(key)
         if size is None:
-            self._misses.inc()
+            self._misses.add()
             size = await self.content_size(digest)
         else:
-            self._hits.inc()
+            self._hits.add()
         if size is None:
             raise BlobUnknown(detail={"digest": key})
         return BlobInfo(digest, size)

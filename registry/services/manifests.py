@@ -30,7 +30,7 @@ from registry.errors import (
     Unsupported,
 )
 from registry.manifest import Manifest, detect_media_type, parse_manifest
-from registry.metrics import cache_counters
+from registry.metrics import cache_tallies
 from registry.reference import is_tag
 from registry.services.blobs import BlobStore
 from registry.services.feed import Change, ChangeFeed
@@ -83,7 +83,7 @@ class ManifestStore:
         # lazily on a repository's first referrers query and kept up to date.
         self._referrers: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self._referrers_loading: dict[str, asyncio.Lock] = {}
-        self._hits, self._misses = cache_counters("manifests")
+        self._hits, self._misses = cache_tallies("manifests")
 
     # -- reads ---------------------------------------------------------------
 
@@ -104,10 +104,10 @@ class ManifestStore:
         digest = await self._resolve(name, reference)
         cached = self._cache.get(digest)
         if cached is not None:
-            self._hits.inc()
+            self._hits.add()
             self._cache.move_to_end(digest)
             return cached
-        self._misses.inc()
+        self._misses.add()
         try:
             data = await self._driver.get_content(layout.blob_data(Digest.parse(digest)))
         except PathNotFound as e:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from registry import layout
@@ -48,6 +49,15 @@ async def serve(driver: StorageDriver, config: Config | None = None) -> TestClie
     client = TestClient(TestServer(create_app(config or Config(), driver)))
     await client.start_server()
     return client
+
+
+@pytest.fixture
+async def plain() -> AsyncIterator[TestClient]:
+    """A registry on an empty in-memory storage."""
+    client = TestClient(TestServer(create_app(Config(), InMemoryDriver())))
+    await client.start_server()
+    yield client
+    await client.close()
 
 
 async def wait_ready(client: TestClient) -> None:
@@ -159,37 +169,20 @@ class TestReadyz:
 
 
 class TestResponseHeaders:
-    async def test_incoming_request_id_is_returned(self) -> None:
-        driver = Gate()
-        driver.opened.set()
-        client = await serve(driver)
-        try:
-            response = await client.get("/v2/", headers={"X-Request-Id": "ci-build-42.step-7"})
-            assert response.headers["X-Request-Id"] == "ci-build-42.step-7"
-        finally:
-            await client.close()
+    async def test_incoming_request_id_is_returned(self, plain: TestClient) -> None:
+        response = await plain.get("/v2/", headers={"X-Request-Id": "ci-build-42.step-7"})
+        assert response.headers["X-Request-Id"] == "ci-build-42.step-7"
 
-    async def test_missing_or_unsafe_request_id_is_replaced_by_a_new_one(self) -> None:
-        driver = Gate()
-        driver.opened.set()
-        client = await serve(driver)
-        try:
-            ids = [
-                (await client.get("/v2/", headers=headers)).headers["X-Request-Id"]
-                for headers in ({}, {}, {"X-Request-Id": "evil\tid with spaces"})
-            ]
-            assert len(set(ids)) == 3
-            assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
-        finally:
-            await client.close()
+    async def test_missing_or_unsafe_request_id_is_replaced_by_a_new_one(
+        self, plain: TestClient
+    ) -> None:
+        ids = [
+            (await plain.get("/v2/", headers=headers)).headers["X-Request-Id"]
+            for headers in ({}, {}, {"X-Request-Id": "evil\tid with spaces"})
+        ]
+        assert len(set(ids)) == 3
+        assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
-    async def test_server_header_names_no_versions(self) -> None:
-        driver = Gate()
-        driver.opened.set()
-        client = await serve(driver)
-        try:
-            for path in ("/v2/", "/v2/nothing/manifests/latest", "/healthz"):
-                assert (await client.get(path)).headers["Server"] == "cargobay"
-        finally:
-            await client.close()
-
+    async def test_server_header_names_no_versions(self, plain: TestClient) -> None:
+        for path in ("/v2/", "/v2/nothing/manifests/latest", "/healthz"):
+            assert (await plain.get(path)).headers["Server"] == "cargobay"

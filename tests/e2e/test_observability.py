@@ -161,8 +161,9 @@ class TestOperatorView:
 
         samples = scrape(metrics_port)
         route = 'route="/v2/{name}/manifests/{reference}"'
-        assert samples[f'cargobay_http_requests_total{{method="PUT",{route},status="201"}}'] == 1
-        assert samples[f'cargobay_http_requests_total{{method="GET",{route},status="200"}}'] >= 1
+        requests = "cargobay_http_request_duration_seconds_count"
+        assert samples[f'{requests}{{method="PUT",{route},status="201"}}'] == 1
+        assert samples[f'{requests}{{method="GET",{route},status="200"}}'] >= 1
         puts = [
             v
             for k, v in samples.items()

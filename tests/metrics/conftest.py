@@ -16,6 +16,7 @@ from registry.auth import server_options
 from registry.config import Config, MetricsConfig
 from registry.drivers.base import StorageDriver
 from registry.drivers.inmemory import InMemoryDriver
+from registry.metrics import flush_metrics
 
 Serve = Callable[..., Awaitable[TestClient]]
 
@@ -28,6 +29,7 @@ def sample(name: str, **labels: str) -> float:
 
     Metrics are process-wide, so tests compare values before and after.
     """
+    flush_metrics()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 

@@ -28,7 +28,7 @@ MASTER = textwrap.dedent(
     worker = (
         "import sys\\n"
         "from registry.metrics import metrics\\n"
-        "metrics().http_requests.labels('/v2/', 'GET', '200').inc(int(sys.argv[1]))\\n"
+        "metrics().auth_failures.labels('denied').inc(int(sys.argv[1]))\\n"
     )
     for n in (3, 4):
         subprocess.run([sys.executable, "-c", worker, str(n)], check=True)
@@ -45,7 +45,7 @@ class TestMultiprocess:
         )
 
         lines = result.stdout.decode().splitlines()
-        assert 'cargobay_http_requests_total{method="GET",route="/v2/",status="200"} 7.0' in lines
+        assert 'cargobay_auth_failures_total{reason="denied"} 7.0' in lines
 
     def test_preparing_after_metrics_were_built_is_refused(self) -> None:
         metrics()
