@@ -69,13 +69,28 @@ def main(argv: list[str] | None = None) -> int:
     if count == 1:
         return serve_forever(config)
     configure_logging(config.log)
+    # Before any metric is built, here or in a worker (they inherit the directory).
+    metrics_dir = prepare_multiprocess_dir() if config.metrics.addr else None
+    try:
+        return _serve_workers(args.config, count, config)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve_workers(config_path: str | None, count: int, config: Config) -> int:
     try:  # what the workers would each refuse (htpasswd, keys), refused once here
         create_app(config)
     except ConfigError as e:
         print(f"cargobay: {e}", file=sys.stderr)
         return 2
+    # Workers that cannot open the storage would be restarted forever: say why once.
+    problem = storage_problem(config, write=False)
+    if problem is not None:
+        print(f"cargobay: cannot use storage: {problem}", file=sys.stderr)
+        return 1
     try:
-        return run_master(args.config, count, config)
+        return run_master(config_path, count, config)
     except OSError as e:
         print(f"cargobay: cannot listen on {config.http.addr}: {e.strerror}", file=sys.stderr)
         return 1
@@ -83,13 +98,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_connection(config: Config) -> int:
     """Try the configured storage; print what is wrong in one sentence (status 1) or "ok"."""
-    try:
-        asyncio.run(check_storage(config.storage, create_driver(config.storage)))
-    except (StorageError, OSError) as e:
-        print(f"cargobay: cannot use storage: {explain(config.storage, e)}", file=sys.stderr)
+    problem = storage_problem(config, write=True)
+    if problem is not None:
+        print(f"cargobay: cannot use storage: {problem}", file=sys.stderr)
         return 1
     print(f"storage ok: {config.storage.driver}")
     return 0
+
+
+def storage_problem(config: Config, write: bool) -> str | None:
+    """Why the configured storage cannot be used, in one sentence; None if it can.
+
+    With `write`, writing is tried too (unless storage is read-only).
+    """
+    try:
+        asyncio.run(check_storage(config.storage, create_driver(config.storage), write))
+    except (StorageError, OSError) as e:
+        return explain(config.storage, e)
+    return None
 
 
 def serve_forever(

@@ -5,8 +5,8 @@ the request middleware (`registry.api.observe`) before anything else runs, so
 every line logged while serving it, from any module, carries its request id.
 `configure_logging` installs one handler on the root logger:
 
-- `text`: `time LEVEL logger [request-id]: message`;
-- `json`: one object per line with `time`, `level`, `logger`, `message`, the
+- `text`: `time LEVEL [pid] logger [request-id]: message`;
+- `json`: one object per line with `time`, `level`, `logger`, `pid`, `message`, the
   request's `request_id`, `client`, `user`, `method`, `route`, `repository`
   and `digest`; `exception` holds a traceback. Access lines carry `path`,
   `status`, `bytes` and `duration` (seconds) instead of a message.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import sys
 import time
 from contextvars import ContextVar
@@ -38,7 +39,8 @@ from aiohttp.web import BaseRequest
 
 from registry.config import LogConfig
 
-_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# The process id tells the workers of `cargobay serve --workers` apart.
+_TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 ACCESS_LOGGER = "registry.access"
 
 
@@ -113,6 +115,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         context: RequestContext | None = getattr(record, "request", None)
@@ -141,6 +144,7 @@ class AccessLog:
         self._json = format == "json"
         self._stream = stream
         self._pending: list[str] = []
+        self._pid = os.getpid()
         # The time up to the second, formatted once per second: formatting a time
         # costs as much as the rest of a line.
         self._second = -1
@@ -175,7 +179,12 @@ class AccessLog:
         """
         stamp = self._time(time.time())
         if self._json:
-            line: dict[str, Any] = {"time": stamp, "level": "info", "logger": ACCESS_LOGGER}
+            line: dict[str, Any] = {
+                "time": stamp,
+                "level": "info",
+                "logger": ACCESS_LOGGER,
+                "pid": self._pid,
+            }
             if context is not None:
                 _add_context(line, context)
             else:
@@ -189,7 +198,8 @@ class AccessLog:
             request_id = context.request_id if context is not None else "-"
             user = (context.user if context is not None else None) or "-"
             text = (
-                f"{stamp} INFO {ACCESS_LOGGER} [{request_id}]: {request.remote or '-'} {user} "
+                f"{stamp} INFO [{self._pid}] {ACCESS_LOGGER} [{request_id}]: "
+                f"{request.remote or '-'} {user} "
                 f'"{request.method} {request.path_qs}" {status} {sent} {duration:.3f}s\n'
             )
         if not self._pending:
@@ -216,11 +226,10 @@ def configure_logging(config: LogConfig) -> None:
     handler.setFormatter(
         JsonFormatter() if config.format == "json" else logging.Formatter(_TEXT_FORMAT)
     )
-    # No format here shows the caller's file and line, thread or process: spare every
-    # record finding them (the logging HOWTO's "Optimization").
+    # No format here shows the caller's file and line, thread or process name: spare
+    # every record finding them (the logging HOWTO's "Optimization").
     logging._srcfile = None
     logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]

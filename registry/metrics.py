@@ -4,9 +4,11 @@ Every metric is built on first use of `metrics()`, never at import, because
 prometheus-client picks its storage when a metric is built: in-process
 values, or, once `prepare_multiprocess_dir` has run, one file per process in
 a shared directory (its multiprocess mode). The master of several workers
-calls `prepare_multiprocess_dir` before it starts them; a single process calls
-it before it builds its app. `/metrics` then sums the files of every process,
-so one scrape shows all workers.
+calls `prepare_multiprocess_dir` before it builds anything and starts them,
+serves `/metrics` from a thread (`serve_workers_metrics`) and reports each
+worker that exits (`worker_exited`); a single process calls it before it
+builds its app and serves `/metrics` itself (`metrics_listener`). Either way
+`/metrics` sums the files of every process, so one scrape shows all workers.
 
 Label values are bounded: routes are templates (`/v2/{name}/manifests/{reference}`),
 never raw paths, so repository names cannot grow the label set.
@@ -40,9 +42,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
     values,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from registry.config import MetricsConfig
 
@@ -219,6 +222,22 @@ def prepare_multiprocess_dir() -> str:
     # prometheus-client chose in-process values when it was imported; choose again.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return path
+
+
+def serve_workers_metrics(config: MetricsConfig) -> None:
+    """Serve the metrics of every process sharing this one's directory on `config.addr`,
+    from a thread: for the master of several workers, which runs no event loop.
+
+    Raises `OSError` if the address cannot be bound.
+    """
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(config.port, config.host, registry=registry)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop the gauges of worker `pid`, which has exited, from what is served."""
+    mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def observe_feed_lag(seconds: float) -> None:

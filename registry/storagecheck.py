@@ -2,8 +2,10 @@
 
 `check_storage` opens the driver and asks it what serving will ask first: it
 stats the repositories directory (the bucket exists, the endpoint answers, the
-credentials are accepted), and unless storage is read-only writes, reads back
-and deletes a small file (the directory or bucket is writable).
+credentials are accepted), and if asked, unless storage is read-only, writes,
+reads back and deletes a small file (the directory or bucket is writable).
+`cargobay check-config --connect` asks for all of it; the master of several
+workers for the first part, before it starts them.
 `explain` turns what went wrong, there or at start-up, into the one sentence
 `cargobay check-config --connect` and `cargobay serve` print.
 """
@@ -21,8 +23,8 @@ from registry.errors import PathNotFound, StorageError
 _CREDENTIAL_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", ": 403")
 
 
-async def check_storage(config: StorageConfig, driver: StorageDriver) -> None:
-    """Open `driver` (configured by `config`), try it, and close it.
+async def check_storage(config: StorageConfig, driver: StorageDriver, write: bool) -> None:
+    """Open `driver` (configured by `config`), try it (writing too if `write`), and close it.
 
     Raises `StorageError` or `OSError` for the first thing that fails.
     """
@@ -30,7 +32,7 @@ async def check_storage(config: StorageConfig, driver: StorageDriver) -> None:
     try:
         with contextlib.suppress(PathNotFound):  # an empty registry
             await driver.stat(layout.REPOSITORIES)
-        if config.read_only:
+        if config.read_only or not write:
             return
         directory = f"{layout.ROOT}/_cargobay-check-{uuid.uuid4().hex}"
         probe = f"{directory}/probe"

@@ -28,6 +28,7 @@ import time
 from types import FrameType
 
 from registry.config import Config
+from registry.metrics import serve_workers_metrics, worker_exited
 
 log = logging.getLogger("registry.workers")
 
@@ -60,6 +61,8 @@ def run_master(config_path: str | None, count: int, config: Config) -> int:
     Returns 0 after a clean stop. Raises `OSError` if the socket cannot be bound.
     """
     sock = listen(config)
+    if config.metrics.addr:  # every worker's metrics, from the directory they share
+        serve_workers_metrics(config.metrics)
     lifeline_read, lifeline_write = os.pipe()
     stopping = False
 
@@ -89,6 +92,7 @@ def run_master(config_path: str | None, count: int, config: Config) -> int:
                 if status is None or stopping:
                     continue
                 log.error("worker %d exited with status %d; restarting it", worker.pid, status)
+                worker_exited(worker.pid)
                 if time.monotonic() - started < _MIN_UPTIME:
                     time.sleep(_RESTART_PAUSE)
                 workers[slot] = spawn()

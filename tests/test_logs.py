@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
@@ -128,7 +129,7 @@ class TestTextLogs:
             await client.close()
 
         (line,) = [x for x in capsys.readouterr().err.splitlines() if "[text-1]" in x]
-        assert " INFO registry.access [text-1]: " in line
+        assert f" INFO [{os.getpid()}] registry.access [text-1]: " in line
         assert '"GET /v2/" 200' in line
 
 

@@ -86,15 +86,16 @@ class TestCheckConnect:
 
 
 class TestServeStartUp:
+    @pytest.mark.parametrize("workers", ["1", "2"])
     def test_serve_with_a_missing_bucket_exits_with_the_sentence(
-        self, tmp_path: Path, moto_s3: S3Server
+        self, tmp_path: Path, moto_s3: S3Server, workers: str
     ) -> None:
         config = write_config(
             tmp_path / "c.toml", s3_storage(moto_s3.config(bucket="no-such-bucket"))
         )
 
         result = subprocess.run(
-            [str(CARGOBAY), "serve", "--config", str(config)],
+            [str(CARGOBAY), "serve", "--config", str(config), "--workers", workers],
             capture_output=True,
             text=True,
             timeout=60,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -177,3 +179,33 @@ class TestOperatorView:
         status, headers, body = http_get(cargobay, "/readyz")
         assert (status, json.loads(body)) == (200, {"status": "ready"})
         assert headers["Server"] == "cargobay"
+
+
+class TestWorkers:
+    def test_one_scrape_counts_the_requests_of_every_worker(
+        self, cargobay_factory: ServerFactory
+    ) -> None:
+        metrics_port = free_port()
+        cargobay = cargobay_factory(
+            extra_config=f'[metrics]\naddr = "127.0.0.1:{metrics_port}"\n', workers=2
+        )
+        key = 'cargobay_http_request_duration_seconds_count{method="GET",route="/v2/",status="200"}'
+        # Workers write their tallies once a second: wait until both have.
+        time.sleep(2.5)
+        before = scrape(metrics_port).get(key, 0.0)
+        sent = 60
+
+        for _ in range(sent):  # a new connection each, for either worker to accept
+            status, _, _ = http_get(cargobay, "/v2/")
+            assert status == 200
+
+        counted = before
+        for _ in range(50):
+            counted = scrape(metrics_port).get(key, 0.0)
+            if counted - before >= sent:
+                break
+            time.sleep(0.2)
+        assert counted - before == sent
+        access = re.compile(r' INFO \[(\d+)\] registry\.access .*"GET /v2/" 200')
+        pids = set(access.findall(cargobay.log_path.read_text()))
+        assert len(pids) == 2, f"the requests reached workers {pids}"
