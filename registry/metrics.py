@@ -53,7 +53,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Request latencies: a manifest from memory takes ~1 ms, a large blob minutes.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
 class Metrics:
@@ -85,7 +85,7 @@ class Metrics:
             "cargobay_storage_operation_duration_seconds",
             "Storage driver operations by driver, operation and outcome (ok, not_found, error).",
             ["driver", "operation", "outcome"],
-            buckets=_STORAGE_BUCKETS,
+            buckets=STORAGE_BUCKETS,
         )
         self.index_entries = Gauge(
             "cargobay_index_entries",

@@ -4,7 +4,8 @@ One histogram, `cargobay_storage_operation_duration_seconds`, labelled by
 driver, operation (the public method's name) and outcome: `ok`, `not_found`
 (`PathNotFound`, an expected answer such as a HEAD of a missing blob) or
 `error` (any other exception, cancellation included). Its `_count` series are
-the operation counters.
+the operation counters. Durations are tallied in memory and written with the
+other request figures (`registry.metrics.flush_metrics`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from prometheus_client import Histogram
-
 from registry.drivers.base import StorageDriver
 from registry.drivers.wrapper import DriverWrapper
 from registry.errors import PathNotFound
-from registry.metrics import metrics
+from registry.metrics import STORAGE_BUCKETS, LatencyTally, metrics
 
 T = TypeVar("T")
 
@@ -29,8 +28,7 @@ class DriverMetrics(DriverWrapper):
     def __init__(self, inner: StorageDriver) -> None:
         super().__init__(inner)
         self._histogram = metrics().storage_duration
-        # Labelled children looked up once each: `labels()` is a locked dict look-up.
-        self._children: dict[tuple[str, str], Histogram] = {}
+        self._tallies: dict[tuple[str, str], LatencyTally] = {}
 
     async def observe(self, operation: str, path: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -43,11 +41,12 @@ class DriverMetrics(DriverWrapper):
             outcome = "not_found"
             raise
         finally:
-            self._child(operation, outcome).observe(time.perf_counter() - started)
+            self._tally(operation, outcome).observe(time.perf_counter() - started)
 
-    def _child(self, operation: str, outcome: str) -> Histogram:
+    def _tally(self, operation: str, outcome: str) -> LatencyTally:
         key = (operation, outcome)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._histogram.labels(self.name, operation, outcome)
-        return child
+        tally = self._tallies.get(key)
+        if tally is None:
+            child = self._histogram.labels(self.name, operation, outcome)
+            tally = self._tallies[key] = LatencyTally(child, STORAGE_BUCKETS)
+        return tally

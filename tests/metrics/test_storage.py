@@ -28,6 +28,7 @@ class _Broken(DriverWrapper):
 
 
 def count(driver: str, operation: str, outcome: str) -> float:
+    """Operations counted (the storage histogram's `_count`), tallies written first."""
     return sample(HISTOGRAM, driver=driver, operation=operation, outcome=outcome)
 
 
