@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
 
 from registry.api import uploads
 from registry.api.middleware import Handler
@@ -42,7 +43,7 @@ _UPLOAD_HANDLERS = (uploads.start_upload, uploads.patch_upload, uploads.finish_u
 _UNMATCHED = "unmatched"
 
 
-def request_middleware(record_metrics: bool) -> Any:
+def request_middleware(record_metrics: bool) -> Middleware:
     """The `request_context` middleware; with `record_metrics` it also counts uploads in flight."""
     in_flight = metrics().uploads_in_flight if record_metrics else None
 
