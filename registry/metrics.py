@@ -236,8 +236,11 @@ def serve_workers_metrics(config: MetricsConfig) -> None:
 
 
 def worker_exited(pid: int) -> None:
-    """Drop the gauges of worker `pid`, which has exited, from what is served."""
-    mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    """Drop the gauges of worker `pid`, which has exited, from what is served; nothing
+    to do without multiprocess mode (metrics off)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def observe_feed_lag(seconds: float) -> None:

@@ -17,21 +17,34 @@ import urllib.request
 import pytest
 
 from registry.config import MetricsConfig
-from registry.metrics import metrics, metrics_listener, prepare_multiprocess_dir
+from registry.metrics import (
+    MULTIPROC_ENV,
+    metrics,
+    metrics_listener,
+    prepare_multiprocess_dir,
+    worker_exited,
+)
 
 MASTER = textwrap.dedent(
     """
     import shutil, subprocess, sys
-    from registry.metrics import exposition, prepare_multiprocess_dir
+    from registry.metrics import exposition, prepare_multiprocess_dir, worker_exited
 
     directory = prepare_multiprocess_dir()
     worker = (
         "import sys\\n"
         "from registry.metrics import metrics\\n"
         "metrics().auth_failures.labels('denied').inc(int(sys.argv[1]))\\n"
+        "metrics().uploads_in_flight.inc()\\n"
     )
+    pids = []
     for n in (3, 4):
-        subprocess.run([sys.executable, "-c", worker, str(n)], check=True)
+        child = subprocess.Popen([sys.executable, "-c", worker, str(n)])
+        child.wait()
+        pids.append(child.pid)
+    sys.stdout.write(exposition().decode())
+    sys.stdout.write("--- one worker gone\\n")
+    worker_exited(pids[0])
     sys.stdout.write(exposition().decode())
     shutil.rmtree(directory)
     """
@@ -44,8 +57,18 @@ class TestMultiprocess:
             [sys.executable, "-c", MASTER], capture_output=True, timeout=120, check=True
         )
 
-        lines = result.stdout.decode().splitlines()
-        assert 'cargobay_auth_failures_total{reason="denied"} 7.0' in lines
+        both, one_gone = result.stdout.decode().split("--- one worker gone\n")
+        assert 'cargobay_auth_failures_total{reason="denied"} 7.0' in both.splitlines()
+        assert "cargobay_uploads_in_flight 2.0" in both.splitlines()
+        # A gauge of the living counts only the workers alive; counters keep what was done.
+        assert "cargobay_uploads_in_flight 1.0" in one_gone.splitlines()
+        assert 'cargobay_auth_failures_total{reason="denied"} 7.0' in one_gone.splitlines()
+
+    def test_a_worker_exit_without_multiprocess_mode_is_nothing_to_do(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+        worker_exited(12345)  # the master calls it whether metrics are on or not
 
     def test_preparing_after_metrics_were_built_is_refused(self) -> None:
         metrics()
