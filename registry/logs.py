@@ -175,7 +175,8 @@ class AccessLog:
         seconds, to be written at the end of the event loop's turn (at once outside a loop).
 
         JSON lines carry the fields and no message; text lines say
-        `client user "METHOD path" status bytes duration`.
+        `client user "METHOD path HTTP/x.y" status bytes duration`, the request line
+        quoted as in the common log format.
         """
         stamp = self._time(time.time())
         if self._json:
@@ -197,10 +198,12 @@ class AccessLog:
         else:
             request_id = context.request_id if context is not None else "-"
             user = (context.user if context is not None else None) or "-"
+            version = request.version
             text = (
                 f"{stamp} INFO [{self._pid}] {ACCESS_LOGGER} [{request_id}]: "
                 f"{request.remote or '-'} {user} "
-                f'"{request.method} {request.path_qs}" {status} {sent} {duration:.3f}s\n'
+                f'"{request.method} {request.path_qs} HTTP/{version.major}.{version.minor}" '
+                f"{status} {sent} {duration:.3f}s\n"
             )
         if not self._pending:
             try:

@@ -130,7 +130,7 @@ class TestTextLogs:
 
         (line,) = [x for x in capsys.readouterr().err.splitlines() if "[text-1]" in x]
         assert f" INFO [{os.getpid()}] registry.access [text-1]: " in line
-        assert '"GET /v2/" 200' in line
+        assert '"GET /v2/ HTTP/1.1" 200' in line
 
 
 class TestMalformedRequests:

@@ -206,6 +206,6 @@ class TestWorkers:
                 break
             time.sleep(0.2)
         assert counted - before == sent
-        access = re.compile(r' INFO \[(\d+)\] registry\.access .*"GET /v2/" 200')
+        access = re.compile(r' INFO \[(\d+)\] registry\.access .*"GET /v2/ HTTP/1\.1" 200')
         pids = set(access.findall(cargobay.log_path.read_text()))
         assert len(pids) == 2, f"the requests reached workers {pids}"
