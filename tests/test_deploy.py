@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from registry.config import load_config
+from registry.app import create_app
+from registry.config import Config, load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -32,6 +33,14 @@ class TestKubernetes:
         assert container["envFrom"] == [{"secretRef": {"name": "cargobay"}}]
         assert objects["Service/cargobay"]["spec"]["selector"] == {"app": "cargobay"}
         assert objects["PodDisruptionBudget/cargobay"]["spec"]["minAvailable"] == 2
+
+    def test_the_probe_paths_are_routes_the_registry_serves(self) -> None:
+        container = documents("cargobay.yaml")["Deployment/cargobay"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        served = {r.canonical for r in create_app(Config()).router.resources()}
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["path"] in served
 
     def test_the_configmap_is_a_configuration_cargobay_accepts(self, tmp_path: Path) -> None:
         config_file = tmp_path / "config.toml"

@@ -22,6 +22,7 @@ from registry.errors import StorageError
 from registry.gc.collector import GcOptions, LeaseLost, collect
 from registry.gc.lease import LeaseHeld
 from registry.gc.pulls import PullLog, PullRecorder
+from registry.metrics import count_collection
 from registry.services.feed import ChangeFeed
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ async def _collect_every(
         finally:
             await feed.flush()  # logs a storage error itself, and keeps the changes
         freed = report.freed
+        count_collection(sum(tally.bytes for tally in freed.values()))
         log.info(
             "gc: freed %d blobs (%d bytes), %d manifests, %d tags, %d uploads in %.1f s, "
             "%d storage requests",

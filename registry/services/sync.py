@@ -21,6 +21,7 @@ import time
 
 from registry.config import FeedConfig
 from registry.errors import DigestInvalid, StorageError, Unsupported
+from registry.metrics import observe_feed_lag
 from registry.services.blobs import BlobStore
 from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
@@ -59,6 +60,7 @@ class IndexSync:
         next_reconcile = time.monotonic() + reconcile_every
         while True:
             await asyncio.sleep(interval)
+            observe_feed_lag(time.monotonic() - self.last_sync)
             try:
                 await self.catch_up()
                 now = time.monotonic()

@@ -22,6 +22,7 @@ from registry.auth import server_options
 from registry.config import Config, FeedConfig
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
+from registry.metrics import exposition
 from tests.api.oci import digest_of, error_codes, push_blob, push_image
 from tests.conftest import same_storage
 
@@ -250,3 +251,17 @@ class TestWritesThatBypassTheFeed:
         assert (await a.delete(f"/v2/lib/app/manifests/{image.digest}")).status == 202
         assert [info.path async for info in storage.walk(layout.tags_dir("lib/app"))] == []
         assert (await a.get("/v2/lib/app/manifests/unseen")).status == 404
+
+
+class TestFeedLag:
+    async def test_the_feed_lag_metric_stays_within_a_few_intervals_while_the_feed_is_read(
+        self, pair: tuple[TestClient, TestClient]
+    ) -> None:
+        await asyncio.sleep(5 * INTERVAL)
+        lines = [
+            line
+            for line in exposition().decode().splitlines()
+            if line.startswith("cargobay_feed_lag_seconds")
+        ]
+        assert len(lines) == 1
+        assert 0 <= float(lines[0].split()[-1]) < 10 * INTERVAL
