@@ -374,7 +374,7 @@ class TestReconcileCost:
     @pytest.fixture(autouse=True)
     def short_clock_margin(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A reconciliation trusts an unchanged link time 1.5 s after the write, not 10 s."""
-        monkeypatch.setattr("registry.services.index._UNCHANGED_AFTER", 1.5)
+        monkeypatch.setattr("registry.services.listing._UNCHANGED_AFTER", 1.5)
 
     @staticmethod
     def count_reads(driver: StorageDriver, monkeypatch: pytest.MonkeyPatch) -> list[str]:
