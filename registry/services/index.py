@@ -405,15 +405,17 @@ class TagIndex:
     async def find_manifest(self, name: str, digest: str) -> bool:
         """Whether `name` holds manifest revision `digest`, asking storage on a miss."""
         await self.load(name)
-        if self.has_manifest(name, digest) or self._driver is None:
-            return self.has_manifest(name, digest)
+        known = self.has_manifest(name, digest)
+        if known or self._driver is None:
+            return known
         return await self.refresh_manifest(name, digest)
 
     async def find_layer(self, name: str, digest: str) -> bool:
         """Whether blob `digest` is linked into `name`, asking storage on a miss."""
         await self.load(name)
-        if self.has_layer(name, digest) or self._driver is None:
-            return self.has_layer(name, digest)
+        known = self.has_layer(name, digest)
+        if known or self._driver is None:
+            return known
         return await self.refresh_layer(name, digest)
 
     async def refresh_tag(self, name: str, tag: str) -> str | None:
