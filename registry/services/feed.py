@@ -103,9 +103,8 @@ class ChangeFeed:
         self._cursor_ms = int(clock() * 1000)
         self._seen: dict[str, int] = {}
         self._last_poll = clock()
-        #: Records written and read by this process (for metrics).
+        #: Batches this process has written to the feed.
         self.records_written = 0
-        self.records_read = 0
 
     # -- publishing ----------------------------------------------------------
 
@@ -178,7 +177,6 @@ class ChangeFeed:
         horizon = newest - self._lookback_ms
         self._seen = {k: s for k, s in self._seen.items() if s >= horizon}
         self._last_poll = now
-        self.records_read += len(fresh)
         return None if behind else changes
 
     def restart_from_now(self) -> None:

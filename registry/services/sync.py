@@ -48,7 +48,8 @@ class IndexSync:
         self._manifests = manifests
         self._feed = feed
         self._config = config
-        #: When the feed was last read whole and applied (monotonic clock), for readiness.
+        #: When the feed was last read whole and applied (monotonic clock); the feed-lag
+        #: metric is the time since.
         self.last_sync = time.monotonic()
 
     async def run(self) -> None:
