@@ -143,6 +143,8 @@ def targets() -> list[Target]:
         # A/A runs of one registry differ by up to ~15% on this shared machine.
         t.append(Target(backend, "scale-storm-get", "workers-cpu", 1.0,
                         "2 workers <= 1.0x CPU/req", noise=0.15))
-        for phase in ("scale-storm-get", "scale-pull-sim"):
+        phases = ["scale-storm-get", "scale-pull-sim"]
+        phases += ["scale-pull-sim-redirect"] if backend == "s3" else []
+        for phase in phases:
             t.append(Target(backend, phase, "projection", 3.0, ">= 3.0x D, 16 cores"))
     return t

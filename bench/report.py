@@ -25,6 +25,7 @@ PHASES: list[tuple[str, str]] = [
     ("memory", "50 chunked uploads"),
     ("scale-storm-get", "scale: manifest storm, GET (wrk)"),
     ("scale-pull-sim", "scale: pull simulation"),
+    ("scale-pull-sim-redirect", "scale: pull sim., redirect"),
     ("scale-idle-feed", "scale: idle S3 requests"),
     ("mirror-cold", "mirror: cold storm, 50 pulls"),
     ("mirror-upstream", "mirror: upstream bytes"),
@@ -260,7 +261,7 @@ def scale_table(summary: list[dict[str, Any]]) -> str:
     labels = dict(PHASES)
     for entry in summary:
         phase = entry["phase"]
-        if phase not in ("scale-storm-get", "scale-pull-sim"):
+        if phase not in ("scale-storm-get", "scale-pull-sim", "scale-pull-sim-redirect"):
             continue
         regs = entry["registries"]
         for name in SCALE_REGISTRIES:

@@ -7,9 +7,11 @@ at that cost, C cores give C * 1000 / (CPU ms per request) requests per
 second. Each round, on a fresh backend for each, Distribution, Cargobay with
 `--workers 1` and Cargobay with `--workers 2` are pushed the same images and
 then measured under the manifest storm (wrk GET, as `storm-get`) and the pull
-simulation (as `pull-sim`). The server's CPU is that of its whole process tree
-(master and workers, `bench.procstat`). Their order rotates from round to
-round, so none is always first on a machine whose speed drifts.
+simulation (as `pull-sim`; on S3 also with redirects on, as
+`pull-sim-redirect`, restarted on the same bucket). The server's CPU is
+that of its whole process tree (master and workers, `bench.procstat`).
+Their order rotates from round to round, so none is always first on a
+machine whose speed drifts.
 
 On S3, each also idles for `IDLE_SECONDS` on a fresh SeaweedFS, which counts
 the S3 requests it answers: what following the change feed costs per process
@@ -80,6 +82,16 @@ def _serve(bench: Bench, backend_kind: str, kind: str, workers: int, rnd: int) -
                     for k in range(procs)]
             bench.client_phase(name, backend, process, "scale-pull-sim", rnd, client.pull_images,
                                jobs, "images/s", lambda r: r.items / r.wall)
+            if backend_kind == "s3":
+                # Each registry's layer bytes otherwise pass through it, which on S3 costs
+                # both about the same per byte; with redirects the storage sends them.
+                process.stop()
+                process = bench.start(kind, backend, redirect=True, workers=max(workers, 1))
+                jobs = [client.PullSimJob(process.url, images[k::procs], p.sim_concurrency,
+                                          p.pull_seconds) for k in range(procs)]
+                bench.client_phase(name, backend, process, "scale-pull-sim-redirect", rnd,
+                                   client.pull_images, jobs, "images/s",
+                                   lambda r: r.items / r.wall)
         finally:
             process.stop()
 
