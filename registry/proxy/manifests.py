@@ -35,7 +35,6 @@ from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.errors import DigestInvalid, ManifestUnknown, PathNotFound, UpstreamUnavailable
 from registry.proxy import stale
-from registry.proxy.pulls import PullRecorder
 from registry.proxy.routing import Route, Router
 from registry.reference import is_tag
 from registry.services.feed import Change, ChangeFeed
@@ -58,7 +57,6 @@ class ProxyManifestStore(ManifestStore):
         index: TagIndex,
         feed: ChangeFeed,
         router: Router,
-        pulls: PullRecorder,
         max_manifest_bytes: int,
     ) -> None:
         # The base class's state is not used: every method goes to `inner`.
@@ -67,7 +65,6 @@ class ProxyManifestStore(ManifestStore):
         self._index = index
         self._changes = feed
         self._router = router
-        self._pulls = pulls
         self._limit = max_manifest_bytes
         self._fresh: dict[str, TTLCache[tuple[str, str], bool]] = {
             u.name: TTLCache(maxsize=_FRESH_TAGS, ttl=u.config.tag_ttl_seconds)
@@ -81,11 +78,8 @@ class ProxyManifestStore(ManifestStore):
         if route is None:
             return await self._inner.get(name, reference)
         if is_tag(reference):
-            stored = await self._get_tag(route, name, reference)
-        else:
-            stored = await self._get_digest(route, name, reference)
-        await self._pulls.record(name, stored.digest)
-        return stored
+            return await self._get_tag(route, name, reference)
+        return await self._get_digest(route, name, reference)
 
     async def put(
         self, name: str, reference: str, content_type: str | None, data: bytes
