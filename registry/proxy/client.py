@@ -136,6 +136,19 @@ class Upstream:
                 data=bytes(data),
             )
 
+    async def head_blob(self, repository: str, digest: str) -> int | None:
+        """The size of blob `digest` upstream, by a HEAD; None if the upstream has no such blob.
+
+        Raises `UpstreamUnavailable`, also for an answer that does not say the size.
+        """
+        async with self._request("HEAD", repository, f"blobs/{digest}", {}) as response:
+            if response.status == 404:
+                return None
+            self._check(response, repository, digest)
+            if response.content_length is None:
+                raise UpstreamUnavailable(f"{self.name}: no size for {repository}@{digest}")
+            return response.content_length
+
     @asynccontextmanager
     async def blob(self, repository: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
         """The upstream's answer to GET of the blob, status checked; None body for a 404.

@@ -142,6 +142,8 @@ class FakeUpstream:
         data = self.blobs.get(request.match_info["digest"])
         if data is None:
             return web.Response(status=404)
+        if request.method == "HEAD":
+            return web.Response(headers={"Content-Length": str(len(data))})
         if self.corrupt_blobs:
             data = data[:-1] + bytes([data[-1] ^ 1])
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
