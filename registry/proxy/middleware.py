@@ -50,7 +50,7 @@ async def proxy_routing(request: web.Request, handler: Handler) -> web.StreamRes
     request.match_info["name"] = validate_name(route.local)
     with stale.collecting() as warnings:
         response = await handler(request)
-    # Only manifests are ever stale, and their answers are not begun yet.
+    # Only manifests and tag lists are ever stale, and their answers are not begun yet.
     if not response.prepared:
         for text in warnings:
             response.headers.add("Warning", stale.header_value(text))
