@@ -112,11 +112,12 @@ def pulled_manifests(
     days = max((rule.keep_pulled_days for rule in matching(rules, repository)), default=0.0)
     if not days:
         return set()
-    return {
-        digest
-        for digest in manifests
-        if now - pulls.get((repository, digest), -float("inf")) <= days * DAY
-    }
+    kept: set[str] = set()
+    for digest in manifests:
+        pulled = pulls.get((repository, digest))
+        if pulled is not None and now - pulled <= days * DAY:
+            kept.add(digest)
+    return kept
 
 
 def untagged_expiry(repository: str, rules: Sequence[RetentionRule]) -> float | None:

@@ -63,6 +63,16 @@ class TestFromUpstream:
         assert (await response.json())["tags"] == ["v1"]
         assert response.headers["Link"] == '</v2/team/app/tags/list?n=1&last=v1>; rel="next"'
 
+    async def test_a_list_routed_by_ns_links_to_its_next_page_with_the_ns(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        images(upstream, "v1", "v2")
+        mirror = await make_mirror()
+        response = await mirror.get("/v2/team/app/tags/list", params={"n": "1", "ns": "up"})
+        assert (await response.json())["tags"] == ["v1"]
+        link = '</v2/team/app/tags/list?n=1&last=v1&ns=up>; rel="next"'
+        assert response.headers["Link"] == link
+
     async def test_a_token_auth_upstream_is_asked_with_a_token(
         self, upstream: FakeUpstream, make_mirror: MirrorFactory
     ) -> None:
