@@ -346,6 +346,8 @@ class RetentionRule:
     within `keep_pushed_days`, or matching a `keep_tags` glob. A rule setting
     none of those keeps every tag. `untagged_days` deletes manifests no tag
     reaches once unreached that long (by their revision's age); 0 never does.
+    A manifest pulled by digest within `keep_pulled_days` is kept as a tag
+    would keep it, with what it reaches.
     """
 
     repositories: tuple[str, ...] = ()
@@ -402,6 +404,8 @@ class UpstreamConfig:
     `default`, names of no other route that are not local repositories
     (docker's `registry-mirrors`). `username` alone: Basic credentials, also
     used to get tokens when the upstream answers with a Bearer challenge.
+    `retention_days` is garbage collection's default rule for its repositories
+    (`registry.gc.retention.mirror_rules`); 0 keeps everything cached.
     """
 
     name: str = ""

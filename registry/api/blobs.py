@@ -11,6 +11,7 @@ from aiohttp import web
 from registry.api.context import registry_of, repository_name
 from registry.digest import Digest
 from registry.errors import BlobRangeNotSatisfiable, StorageError
+from registry.services.blobs import BlobInfo
 
 _OCTET_STREAM = "application/octet-stream"
 
@@ -23,17 +24,15 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     """
     name = repository_name(request)
     registry = registry_of(request)
-    blob = await registry.blobs.stat(name, Digest.parse(request.match_info["digest"]))
-    digest = str(blob.digest)
-    headers = {
-        "Docker-Content-Digest": digest,
-        "Etag": f'"{digest}"',
-        "Accept-Ranges": "bytes",
-        "Content-Type": _OCTET_STREAM,
-    }
+    wanted = Digest.parse(request.match_info["digest"])
     if request.method == "HEAD":
+        blob = await registry.blobs.head(name, wanted)
+        headers = _headers(blob)
         headers["Content-Length"] = str(blob.size)
         return web.Response(headers=headers)
+    blob = await registry.blobs.stat(name, wanted)
+    digest = str(blob.digest)
+    headers = _headers(blob)
     url = await registry.blobs.redirect_url(blob)
     if url is not None:
         return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
@@ -58,6 +57,16 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         raise StorageError("blobs", digest, f"storage held {sent} of the {length} bytes asked")
     await response.write_eof()
     return response
+
+
+def _headers(blob: BlobInfo) -> dict[str, str]:
+    digest = str(blob.digest)
+    return {
+        "Docker-Content-Digest": digest,
+        "Etag": f'"{digest}"',
+        "Accept-Ranges": "bytes",
+        "Content-Type": _OCTET_STREAM,
+    }
 
 
 async def _sendfile(request: web.Request, file: BinaryIO, start: int, length: int) -> int | None:

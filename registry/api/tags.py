@@ -6,16 +6,12 @@ import orjson
 from aiohttp import web
 
 from registry.api.context import registry_of, repository_name
-from registry.api.pagination import json_page, paginate
-from registry.errors import NameUnknown
+from registry.api.pagination import json_page, next_link, page_query
 
 
 async def list_tags(request: web.Request) -> web.Response:
     """The tags of the repository in lexical order; `NAME_UNKNOWN` if it does not exist."""
     name = repository_name(request)
-    index = registry_of(request).index
-    await index.load(name)
-    if not index.has_repository(name):
-        raise NameUnknown(detail={"name": name})
-    tags, link = paginate(request, lambda last, n: index.tags(name, last, n))
-    return json_page(orjson.dumps({"name": name, "tags": tags}), link)
+    last, n = page_query(request)
+    page = await registry_of(request).manifests.tags(name, last, n)
+    return json_page(orjson.dumps({"name": name, "tags": page.tags}), next_link(request, page.next))

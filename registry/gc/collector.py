@@ -5,8 +5,9 @@ The order of a run, each step on what storage holds at that moment:
 1. Walk `repositories/` and `blobs/` (`inventory`).
 2. Retention: delete the tags no rule keeps (`retention`).
 3. Untagged manifests (`--delete-untagged`, or a rule's `untagged_days`):
-   delete revisions no tag reaches, through index children and referrers of
-   reached subjects, once older than the grace period.
+   delete revisions no tag reaches (nor a pull by digest a rule keeps),
+   through index children and referrers of reached subjects, once older than
+   the grace period.
 4. Mark: every remaining manifest revision keeps itself and everything it
    names (`references`).
 5. Sweep: delete blobs nothing marks whose data is older than the grace
@@ -153,6 +154,8 @@ class _Run:
         # Digests some repository linked within the grace period.
         self.fresh_links: set[str] = set()
         self.limit = asyncio.Semaphore(driver.bulk_concurrency)
+        # Recorded pull times, read by retention when a rule asks for them.
+        self.pulls: retention.Pulls = {}
 
     async def run(self) -> None:
         try:
@@ -246,12 +249,12 @@ class _Run:
     # -- retention and untagged manifests ---------------------------------------
 
     async def _apply_retention(self) -> None:
-        pulls: dict[tuple[str, str], float] = {}
-        if any(rule.keep_pulled_days for rule in self.options.retention):
-            pulls = await load_pulls(self.driver, self.clock(), fold=not self.options.dry_run)
+        rules = self.options.retention
+        if retention.keeps_pulls(rules):
+            self.pulls = await load_pulls(self.driver, self.clock(), fold=not self.options.dry_run)
         now = self.clock()
         for name, repo in sorted(self.inventory.repositories.items()):
-            expired = retention.expired_tags(name, repo.tags, self.options.retention, pulls, now)
+            expired = retention.expired_tags(name, repo.tags, rules, self.pulls, now)
             for tag in sorted(expired):
                 state = repo.tags[tag]
                 if not self.options.dry_run:
@@ -265,10 +268,11 @@ class _Run:
                 await self._remove(layout.tag_dir(name, tag), "tags", Change("tag", name, tag=tag))
                 del repo.tags[tag]
 
-    def _reached(self, repo: RepositoryState) -> set[str]:
-        """Manifests of `repo` a tag reaches: through index children, and referrers of reached."""
+    def _reached(self, repo: RepositoryState, roots: set[str]) -> set[str]:
+        """Manifests of `repo` a tag or one of `roots` reaches: through index children, and
+        referrers of reached."""
         reached: set[str] = set()
-        frontier = [t.digest for t in repo.tags.values() if t.digest]
+        frontier = [t.digest for t in repo.tags.values() if t.digest] + list(roots)
         while frontier:
             while frontier:
                 digest = frontier.pop()
@@ -291,8 +295,12 @@ class _Run:
             expiry = retention.untagged_expiry(name, self.options.retention)
         if expiry is None:
             return []
-        before = self.clock() - max(expiry, self.options.grace)
-        reached = self._reached(repo)
+        now = self.clock()
+        before = now - max(expiry, self.options.grace)
+        pulled = retention.pulled_manifests(
+            name, repo.revisions, self.options.retention, self.pulls, now
+        )
+        reached = self._reached(repo, pulled)
         return sorted(d for d, at in repo.revisions.items() if d not in reached and at < before)
 
     async def _delete_untagged(self, name: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.errors import PathNotFound, StorageError
-from registry.services.manifests import ManifestStore, PutResult, StoredManifest
+from registry.services.manifests import ManifestStore, PutResult, StoredManifest, TagPage
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,9 @@ class PullRecorder(ManifestStore):
 
     async def delete(self, name: str, reference: str) -> None:
         await self._inner.delete(name, reference)
+
+    async def tags(self, name: str, last: str | None = None, n: int | None = None) -> TagPage:
+        return await self._inner.tags(name, last, n)
 
     def forget_referrers(self, name: str) -> None:
         self._inner.forget_referrers(name)

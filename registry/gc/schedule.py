@@ -1,9 +1,11 @@
 """Garbage collection inside `cargobay serve`: pull times recorded, and collections on a timer.
 
 Every serving process records the manifests it serves (`PullRecorder`) for
-retention rules and flushes them now and then. With `[gc] interval_seconds`
-set, every process also tries a collection that often; the lease lets one of
-them run it and the others log that it is held. Read-only servers do neither.
+retention rules and flushes them now and then; the recorder wraps the
+pull-through cache's store too, so proxied pulls are recorded the same way.
+With `[gc] interval_seconds` set, every process also tries a collection that
+often; the lease lets one of them run it and the others log that it is held.
+Read-only servers do neither.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from registry.errors import StorageError
 from registry.gc.collector import GcOptions, LeaseLost, collect
 from registry.gc.lease import LeaseHeld
 from registry.gc.pulls import PullLog, PullRecorder
+from registry.gc.retention import mirror_rules
 from registry.metrics import count_collection
 from registry.services.feed import ChangeFeed
 
@@ -29,12 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def options_of(config: Config) -> GcOptions:
-    """The collection `[gc]` and `[limits]` describe."""
+    """The collection `[gc]` and `[limits]` describe, with the upstreams' default retention."""
     return GcOptions(
         grace=config.gc.grace_seconds,
         delete_untagged=config.gc.delete_untagged,
         upload_expiry=float(config.limits.upload_expiry_seconds),
-        retention=config.gc.retention,
+        retention=config.gc.retention + mirror_rules(config.proxy.upstreams),
     )
 
 

@@ -8,7 +8,11 @@
 - `middleware`: routing each request, refusing writes, the response headers;
 - `manifests`, `blobs`: decorators of the registry's services that read through;
 - `flight`: one blob download that every concurrent request follows;
-- `stale`: how a service marks an answer stale; `pulls`: pull records for retention.
+- `stale`: how a service marks an answer stale.
+
+Pulls of proxied manifests are recorded like any other, by the pull log of
+`registry.gc.pulls` wrapping these decorators; garbage collection's retention
+reads them (an upstream's `retention_days` is its repositories' default rule).
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ from registry.proxy.blobs import ProxyBlobStore
 from registry.proxy.client import Upstream
 from registry.proxy.manifests import ProxyManifestStore
 from registry.proxy.middleware import ROUTER, add_namespace_header, proxy_routing
-from registry.proxy.pulls import PullRecorder, last_pulled
 from registry.proxy.routing import Router
 
-__all__ = ["install_proxy", "last_pulled"]
+__all__ = ["install_proxy"]
 
 
 def install_proxy(app: web.Application, config: Config) -> None:
@@ -57,7 +60,6 @@ def install_proxy(app: web.Application, config: Config) -> None:
             registry.index,
             registry.feed,
             router,
-            PullRecorder(registry.driver),
             config.limits.max_manifest_bytes,
         )
         try:

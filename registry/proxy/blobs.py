@@ -50,10 +50,12 @@ class _Fetch:
 class ProxyBlobStore(BlobStore):
     """`BlobStore` with read-through of proxied repositories (same methods, same contracts).
 
-    `stat` of a blob being fetched answers once the upstream said its size;
-    `open` then follows the download; `open_file` and `redirect_url` are
-    None until it is stored. Upstream errors come out of `stat` as
-    `UpstreamUnavailable`; a blob the upstream does not have is `BlobUnknown`.
+    `stat` (behind a GET) of a blob not stored starts its download and answers
+    once the upstream said its size; `open` then follows the download;
+    `open_file` and `redirect_url` are None until it is stored. `head` (behind
+    a HEAD) starts nothing: it asks the upstream with a HEAD. Upstream errors
+    come out of `stat` and `head` as `UpstreamUnavailable`; a blob the upstream
+    does not have is `BlobUnknown`.
     """
 
     def __init__(
@@ -95,6 +97,25 @@ class ProxyBlobStore(BlobStore):
                 await asyncio.wait_for(fetch.flight.outcome(), _FOLLOWERS_WAIT_SECONDS)
             if fetch.flight.ended:
                 return await self._stored(name, digest)
+        return BlobInfo(digest, size)
+
+    async def head(self, name: str, digest: Digest) -> BlobInfo:
+        """As `stat`, but a blob neither stored nor being fetched is asked of the upstream with a
+        HEAD: a HEAD starts no download, and links nothing."""
+        route = self._router.by_local_name(name)
+        try:
+            return await self._inner.head(name, digest)
+        except BlobUnknown:
+            if route is None:
+                raise
+        fetch = self._fetches.get(str(digest))
+        if fetch is not None:
+            return BlobInfo(digest, await fetch.flight.length())
+        size = await self._inner.content_size(digest)
+        if size is None:
+            size = await route.upstream.head_blob(route.remote, str(digest))
+        if size is None:
+            raise BlobUnknown(detail={"digest": str(digest)})
         return BlobInfo(digest, size)
 
     async def _stored(self, name: str, digest: Digest) -> BlobInfo:

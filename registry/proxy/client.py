@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from cachetools import TLRUCache
+from yarl import URL
 
 from registry.config import UpstreamConfig
 from registry.errors import UpstreamUnavailable
@@ -49,6 +51,8 @@ _DEFAULT_TOKEN_SECONDS = 60
 _TOKEN_MARGIN_SECONDS = 10
 _TOKEN_SCOPES = 1024
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+# A tag list is read whole to be checked; Docker Hub's longest lists are a few hundred KiB.
+_MAX_TAG_LIST_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,14 @@ class UpstreamManifest:
     digest: str
     media_type: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTags:
+    """A page of an upstream repository's tags, and the `n` and `last` of its next page."""
+
+    tags: list[str]
+    next: dict[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,25 +128,72 @@ class Upstream:
             if r.status == 404:
                 return None
             self._check(r, repository, reference)
-            if (r.content_length or 0) > limit:
-                raise UpstreamUnavailable(
-                    f"{self.name}: manifest {reference} is over {limit} bytes"
-                )
-            data = bytearray()
-            try:
-                async for piece in r.content.iter_any():
-                    data += piece
-                    if len(data) > limit:
-                        raise UpstreamUnavailable(
-                            f"{self.name}: manifest {reference} is over {limit} bytes"
-                        )
-            except (aiohttp.ClientError, TimeoutError) as e:
-                raise self._unavailable(e) from e
+            data = await self._read(r, limit, f"manifest {reference}")
             return UpstreamManifest(
                 digest=r.headers.get("Docker-Content-Digest", ""),
                 media_type=r.headers.get("Content-Type", "").split(";")[0].strip(),
-                data=bytes(data),
+                data=data,
             )
+
+    async def list_tags(
+        self, repository: str, last: str | None, n: int | None
+    ) -> UpstreamTags | None:
+        """The page of the repository's tags the upstream answers to `last` and `n`; None if
+        the upstream has no such repository.
+
+        `next` is the `n` and `last` of the upstream's `Link` to its next page.
+        Raises `UpstreamUnavailable`, also for an answer that is not a tag list.
+        """
+        params = {"n": str(n)} if n is not None else {}
+        if last is not None:
+            params["last"] = last
+        headers = {"Accept": "application/json"}
+        async with self._request("GET", repository, "tags/list", headers, params) as r:
+            if r.status == 404:
+                return None
+            self._check(r, repository, "tags/list")
+            data = await self._read(r, _MAX_TAG_LIST_BYTES, f"tag list of {repository}")
+            try:
+                document = json.loads(data)
+                tags = document.get("tags") or []  # some registries send null for none
+            except (ValueError, AttributeError):
+                tags = None
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise UpstreamUnavailable(f"{self.name}: sent no tag list for {repository}")
+            link = r.links.get("next")
+            if link is None or not tags:
+                return UpstreamTags(tags, None)
+            query = URL(str(link.get("url", ""))).query
+            following = {key: query[key] for key in ("n", "last") if query.get(key)}
+            following.setdefault("last", tags[-1])
+            return UpstreamTags(tags, following)
+
+    async def _read(self, response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+        """The body of `response`; `UpstreamUnavailable` if over `limit` bytes or broken off."""
+        if (response.content_length or 0) > limit:
+            raise UpstreamUnavailable(f"{self.name}: {what} is over {limit} bytes")
+        data = bytearray()
+        try:
+            async for piece in response.content.iter_any():
+                data += piece
+                if len(data) > limit:
+                    raise UpstreamUnavailable(f"{self.name}: {what} is over {limit} bytes")
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise self._unavailable(e) from e
+        return bytes(data)
+
+    async def head_blob(self, repository: str, digest: str) -> int | None:
+        """The size of blob `digest` upstream, by a HEAD; None if the upstream has no such blob.
+
+        Raises `UpstreamUnavailable`, also for an answer that does not say the size.
+        """
+        async with self._request("HEAD", repository, f"blobs/{digest}", {}) as response:
+            if response.status == 404:
+                return None
+            self._check(response, repository, digest)
+            if response.content_length is None:
+                raise UpstreamUnavailable(f"{self.name}: no size for {repository}@{digest}")
+            return response.content_length
 
     @asynccontextmanager
     async def blob(self, repository: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -151,19 +210,24 @@ class Upstream:
 
     @asynccontextmanager
     async def _request(
-        self, method: str, repository: str, path: str, headers: dict[str, str]
+        self,
+        method: str,
+        repository: str,
+        path: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One request, authenticated as the upstream asks: at most one retry after a 401."""
         url = f"{self._base}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
         try:
             sent = self._tokens.get(scope)
-            response = await self._send(method, url, scope, headers)
+            response = await self._send(method, url, scope, headers, params)
             if response.status == 401:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 response.release()
                 await self._answer_challenge(challenge, scope, sent)
-                response = await self._send(method, url, scope, headers)
+                response = await self._send(method, url, scope, headers, params)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise self._unavailable(e) from e
         try:
@@ -172,14 +236,21 @@ class Upstream:
             response.release()
 
     async def _send(
-        self, method: str, url: str, scope: str, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None,
     ) -> aiohttp.ClientResponse:
         token = self._tokens.get(scope)
         if token is not None:
             headers = {**headers, "Authorization": f"Bearer {token.value}"}
         elif self._basic_wanted and self._basic is not None:
             headers = {**headers, "Authorization": self._basic}
-        return await self._session.request(method, url, headers=headers, timeout=self._timeout)
+        return await self._session.request(
+            method, url, headers=headers, params=params, timeout=self._timeout
+        )
 
     async def _answer_challenge(self, challenge: str, scope: str, sent: _Token | None) -> None:
         """Prepare the retry of a request the upstream answered 401 with `challenge`.

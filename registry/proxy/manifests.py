@@ -11,7 +11,9 @@ In a proxied repository:
   does not count against its pull limit), and fetched again only if it moved;
 - when the upstream cannot answer (down, 5xx, 429, refused), a cached tag is
   served stale, logged and marked for a `Warning` header; an uncached one is
-  `UpstreamUnavailable`. What the upstream says is not there is `ManifestUnknown`.
+  `UpstreamUnavailable`. What the upstream says is not there is `ManifestUnknown`;
+- the tag list is the upstream's, paged by the upstream (or here, if it
+  ignores `n`); when the upstream cannot answer, the cached tags, stale as above.
 
 Concurrent requests for the same repository and reference share one upstream
 exchange, which runs in its own task so a client leaving does not cancel it.
@@ -33,14 +35,19 @@ from cachetools import TTLCache
 from registry import layout
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
-from registry.errors import DigestInvalid, ManifestUnknown, PathNotFound, UpstreamUnavailable
+from registry.errors import (
+    DigestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    PathNotFound,
+    UpstreamUnavailable,
+)
 from registry.proxy import stale
-from registry.proxy.pulls import PullRecorder
 from registry.proxy.routing import Route, Router
 from registry.reference import is_tag
 from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
-from registry.services.manifests import ManifestStore, PutResult, StoredManifest
+from registry.services.manifests import ManifestStore, PutResult, StoredManifest, TagPage
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,6 @@ class ProxyManifestStore(ManifestStore):
         index: TagIndex,
         feed: ChangeFeed,
         router: Router,
-        pulls: PullRecorder,
         max_manifest_bytes: int,
     ) -> None:
         # The base class's state is not used: every method goes to `inner`.
@@ -67,7 +73,6 @@ class ProxyManifestStore(ManifestStore):
         self._index = index
         self._changes = feed
         self._router = router
-        self._pulls = pulls
         self._limit = max_manifest_bytes
         self._fresh: dict[str, TTLCache[tuple[str, str], bool]] = {
             u.name: TTLCache(maxsize=_FRESH_TAGS, ttl=u.config.tag_ttl_seconds)
@@ -81,11 +86,8 @@ class ProxyManifestStore(ManifestStore):
         if route is None:
             return await self._inner.get(name, reference)
         if is_tag(reference):
-            stored = await self._get_tag(route, name, reference)
-        else:
-            stored = await self._get_digest(route, name, reference)
-        await self._pulls.record(name, stored.digest)
-        return stored
+            return await self._get_tag(route, name, reference)
+        return await self._get_digest(route, name, reference)
 
     async def put(
         self, name: str, reference: str, content_type: str | None, data: bytes
@@ -99,6 +101,30 @@ class ProxyManifestStore(ManifestStore):
         self, name: str, subject: Digest, artifact_type: str | None = None
     ) -> list[dict[str, Any]]:
         return await self._inner.referrers(name, subject, artifact_type)
+
+    async def tags(self, name: str, last: str | None = None, n: int | None = None) -> TagPage:
+        route = self._router.by_local_name(name)
+        if route is None:
+            return await self._inner.tags(name, last, n)
+        try:
+            listed = await route.upstream.list_tags(route.remote, last, n)
+        except UpstreamUnavailable as e:
+            try:
+                cached = await self._inner.tags(name, last, n)
+            except NameUnknown:
+                raise e from None
+            log.warning("listing the cached tags of %s, not the upstream's: %s", name, e)
+            stale.warn(e.message)
+            return cached
+        if listed is None:
+            raise NameUnknown(detail={"name": name, "upstream": route.upstream.name})
+        ignored_n = n is not None and len(listed.tags) > n
+        ignored_last = last is not None and any(t <= last for t in listed.tags)
+        if ignored_n or ignored_last:
+            # As Distribution 2.8 does: it sends every tag, unsorted. Paged here instead.
+            after = sorted(t for t in listed.tags if last is None or t > last)
+            return TagPage.cut(after, n)
+        return TagPage(listed.tags, listed.next)
 
     def forget_referrers(self, name: str) -> None:
         self._inner.forget_referrers(name)

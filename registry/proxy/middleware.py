@@ -4,11 +4,13 @@ Routing happens ahead of authentication, so access rules, handlers and
 services all see the name content is cached under (`<prefix>/<repository>`):
 the middleware rewrites the request's repository name to it. A write to a
 proxied repository is refused with UNSUPPORTED. Answers to a request routed by
-containerd's `?ns=` carry `OCI-Namespace`; answers served stale carry a
-`Warning` header per reason.
+containerd's `?ns=` carry `OCI-Namespace`, and their `Link` to a next page
+keeps the `ns`; answers served stale carry a `Warning` header per reason.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -50,11 +52,20 @@ async def proxy_routing(request: web.Request, handler: Handler) -> web.StreamRes
     request.match_info["name"] = validate_name(route.local)
     with stale.collecting() as warnings:
         response = await handler(request)
-    # Only manifests are ever stale, and their answers are not begun yet.
+    # Only manifests and tag lists are ever stale, and their answers are not begun yet.
     if not response.prepared:
         for text in warnings:
             response.headers.add("Warning", stale.header_value(text))
+        if namespace and "Link" in response.headers:
+            response.headers["Link"] = _with_namespace(response.headers["Link"], namespace)
     return response
+
+
+def _with_namespace(link: str, namespace: str) -> str:
+    """`link` to a next page, asking with `?ns=` too: the next page must take the same route."""
+    target, end, rest = link.partition(">")
+    joiner = "&" if "?" in target else "?"
+    return f"{target}{joiner}{urlencode({'ns': namespace})}{end}{rest}"
 
 
 async def add_namespace_header(request: web.Request, response: web.StreamResponse) -> None:

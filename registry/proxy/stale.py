@@ -2,7 +2,8 @@
 
 The proxy middleware opens a collection per request (`collecting`); the
 manifest store adds to it (`warn`) when it serves a cached tag it could not
-revalidate. Outside a request, `warn` does nothing.
+revalidate, or the cached tag list in place of the upstream's. Outside a
+request, `warn` does nothing.
 """
 
 from __future__ import annotations

@@ -82,6 +82,14 @@ class BlobStore:
             raise BlobUnknown(detail={"digest": key})
         return BlobInfo(digest, size)
 
+    async def head(self, name: str, digest: Digest) -> BlobInfo:
+        """The blob `digest` of `name` as a HEAD describes it: `stat`'s contract.
+
+        Apart so that a decorator can answer without preparing to serve the
+        bytes (a pull-through cache asks its upstream instead of downloading).
+        """
+        return await self.stat(name, digest)
+
     async def content_size(self, digest: Digest) -> int | None:
         """The size of the shared content of `digest` as storage says now, or None if absent."""
         try:

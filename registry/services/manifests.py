@@ -25,6 +25,7 @@ from registry.errors import (
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestUnknown,
+    NameUnknown,
     PathNotFound,
     RegistryError,
     Unsupported,
@@ -59,6 +60,24 @@ class PutResult:
 
     digest: str
     subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagPage:
+    """A page of a repository's tags, and the `n` and `last` asking for the next (None: no more)."""
+
+    tags: list[str]
+    next: dict[str, str] | None = None
+
+    @classmethod
+    def cut(cls, tags: list[str], n: int | None) -> TagPage:
+        """The first `n` of `tags` (all without `n`), and the next page's query if more follow."""
+        if n is None:
+            return cls(tags)
+        page = tags[:n]
+        if len(tags) <= n or not page:
+            return cls(page)
+        return cls(page, {"n": str(n), "last": page[-1]})
 
 
 class ManifestStore:
@@ -118,6 +137,17 @@ class ManifestStore:
             # Stored by someone else and not JSON: still serve what is there.
             media_type = "application/octet-stream"
         return self._remember(StoredManifest(digest, media_type, data))
+
+    async def tags(self, name: str, last: str | None = None, n: int | None = None) -> TagPage:
+        """The tags of `name` in lexical order after `last`, at most `n` of them.
+
+        `NameUnknown` if storage holds no repository `name`.
+        """
+        await self._index.load(name)
+        if not self._index.has_repository(name):
+            raise NameUnknown(detail={"name": name})
+        # One more than asked tells whether a next page exists.
+        return TagPage.cut(self._index.tags(name, last, None if n is None else n + 1), n)
 
     # -- writes --------------------------------------------------------------
 

@@ -28,6 +28,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from registry.config import Config, FilesystemConfig, ProxyConfig, StorageConfig, UpstreamConfig
+from registry.drivers import create_driver
+from registry.gc import Lease, collect
+from registry.gc.schedule import options_of
 from tests.e2e.checks import (
     SourceImages,
     assert_serves_image,
@@ -390,6 +394,90 @@ class TestUpstreamStopped:
         status, _, body = http_get(mirror, "/v2/dist/team/tool/manifests/tool")
         assert status == 503
         assert b"dist: unreachable" in body
+
+
+class TestListsAndHeads:
+    def test_tags_are_listed_from_the_upstream_and_a_blob_head_downloads_nothing(
+        self,
+        upstream: ServerProcess,
+        cargobay_factory: ServerFactory,
+        skopeo: Skopeo,
+        images: SourceImages,
+    ) -> None:
+        push(skopeo, images, upstream, "team/app", "app")
+        push(skopeo, images, upstream, "team/app", "tool")
+        mirror = cargobay_factory(extra_config=upstream_config(upstream))
+        # Nothing pulled yet: the tags are the upstream's.
+        listed = skopeo.list_tags(f"docker://{mirror.host}/dist/team/app")
+        assert sorted(listed) == ["app", "tool"]
+        # Distribution 2.8 ignores `n` and `last`: the mirror pages for it.
+        status, headers, body = http_get(mirror, "/v2/dist/team/app/tags/list?n=1")
+        assert (status, json.loads(body)["tags"]) == (200, ["app"])
+        assert headers["Link"] == '</v2/dist/team/app/tags/list?n=1&last=app>; rel="next"'
+        status, headers, body = http_get(mirror, "/v2/dist/team/app/tags/list?n=1&last=app")
+        assert (json.loads(body)["tags"], "Link" in headers) == (["tool"], False)
+
+        layer = images.app.layers[1]
+        status, headers, _ = http_get(
+            mirror, f"/v2/dist/team/app/blobs/{layer.digest}", method="HEAD"
+        )
+        assert (status, int(headers["Content-Length"])) == (200, len(layer.compressed))
+        assert upstream_gets(upstream, "/blobs/") == 0
+
+
+class TestRetention:
+    def test_a_tag_not_pulled_within_retention_days_goes_and_a_pulled_one_stays(
+        self,
+        upstream: ServerProcess,
+        cargobay_factory: ServerFactory,
+        distribution_factory: ServerFactory,
+        skopeo: Skopeo,
+        images: SourceImages,
+        tmp_path: Path,
+    ) -> None:
+        """The upstream's default rule, applied by a collection 30 days later."""
+        push(skopeo, images, upstream, "team/app", "app")
+        push(skopeo, images, upstream, "team/app", "tool")
+        mirror = cargobay_factory(extra_config=upstream_config(upstream) + "retention_days = 30\n")
+        assert_serves_image(skopeo, mirror, "dist/team/app", "app", images.app, tmp_path)
+        assert_serves_image(skopeo, mirror, "dist/team/app", "tool", images.tool, tmp_path)
+        cached = time.time()
+        time.sleep(0.05)
+        pulled_again = time.time()
+        skopeo.inspect_raw(docker_ref(mirror, "dist/team/app", "app"))
+        mirror.stop()  # its pull log is flushed on the way out
+        at = (cached + pulled_again) / 2 + 30 * 86400
+        config = Config(
+            storage=StorageConfig(filesystem=FilesystemConfig(root=str(mirror.root))),
+            proxy=ProxyConfig(
+                upstreams=(UpstreamConfig(name="dist", url=upstream.url, prefix="dist"),)
+            ),
+        )
+        asyncio.run(collect_at(config, at))
+
+        reader = distribution_factory(root=mirror.root)
+        assert_serves_image(skopeo, reader, "dist/team/app", "app", images.app, tmp_path)
+        with pytest.raises(SkopeoError):
+            skopeo.inspect_raw(docker_ref(reader, "dist/team/app", "tool"))
+        reader.stop()
+        # Collected from the cache, not from the upstream: pulled again, fetched again.
+        gets = upstream_gets(upstream, "/blobs/")
+        mirror.start()
+        assert_serves_image(skopeo, mirror, "dist/team/app", "tool", images.tool, tmp_path)
+        assert upstream_gets(upstream, "/blobs/") > gets
+
+
+async def collect_at(config: Config, at: float) -> None:
+    """One collection as `config` describes it, by a clock that says `at`."""
+    driver = create_driver(config.storage)
+    await driver.open()
+    try:
+        lease = Lease(driver, settle=0.0, clock=lambda: at)
+        await collect(
+            driver, options_of(config), lambda change: None, lease=lease, clock=lambda: at
+        )
+    finally:
+        await driver.close()
 
 
 class TestTagMoved:

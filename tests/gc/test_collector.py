@@ -8,12 +8,14 @@ from __future__ import annotations
 import pytest
 
 from registry import layout
-from registry.config import RetentionRule
+from registry.config import RetentionRule, UpstreamConfig
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.drivers.inmemory import InMemoryDriver
 from registry.drivers.wrapper import DriverWrapper
 from registry.gc import GcOptions, Lease, LeaseHeld, collect
+from registry.gc.pulls import PullLog
+from registry.gc.retention import DAY, mirror_rules
 from registry.services.feed import Change
 from tests.gc.storage import (
     Published,
@@ -236,6 +238,39 @@ class TestRetention:
         assert not await blob_exists(driver, old["own"])
         assert await exists(driver, layout.tag_current_link("ci/cache", "main"))
         for digest in new.values():
+            assert await blob_exists(driver, digest)
+
+
+class TestMirrorRetention:
+    async def test_what_was_not_pulled_within_the_days_goes_and_what_was_stays(
+        self, driver: StorageDriver
+    ) -> None:
+        """An upstream's default rule: tags and pinned digests pulled within 30 days stay."""
+        name = "hub/team/app"
+        used = await image(driver, name, "used", "used")
+        idle = await image(driver, name, "idle", "idle")
+        children = [await image(driver, name, f"arch{i}", None) for i in range(2)]
+        pinned = await put_manifest(
+            driver, name, s.oci_image_index([(c["manifest"], 1) for c in children])
+        )
+        forgotten = await image(driver, name, "forgotten", None)
+        clock = later(40 * 24)  # all of it cached 40 days ago
+        pulls = PullLog(driver, clock=lambda: clock() - 29 * DAY)
+        pulls.record(name, "used")
+        pulls.record(name, pinned)
+        await pulls.flush()
+        upstream = UpstreamConfig(name="hub", url="https://hub.test", prefix="hub")
+        options = GcOptions(grace=3600.0, retention=mirror_rules([upstream]))
+        await collect(driver, options, Published(), lease=lease(driver), clock=clock)
+        assert await exists(driver, layout.tag_current_link(name, "used"))
+        assert not await exists(driver, layout.tag_dir(name, "idle"))
+        for kept in (pinned, *(c["manifest"] for c in children), used["manifest"]):
+            assert await exists(driver, layout.manifest_revision_link(name, Digest.parse(kept)))
+        for gone in (idle, forgotten):
+            link = layout.manifest_revision_link(name, Digest.parse(gone["manifest"]))
+            assert not await exists(driver, link)
+            assert not await blob_exists(driver, gone["own"])
+        for digest in (*used.values(), *children[0].values()):
             assert await blob_exists(driver, digest)
 
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from registry.config import ConfigError, RetentionRule
+from registry.config import ConfigError, RetentionRule, UpstreamConfig
 from registry.gc.inventory import TagState
-from registry.gc.retention import DAY, expired_tags, untagged_expiry
+from registry.gc.retention import (
+    DAY,
+    expired_tags,
+    mirror_rules,
+    pulled_manifests,
+    untagged_expiry,
+)
 
 NOW = 1_800_000_000.0
 
@@ -78,6 +84,49 @@ class TestUntaggedExpiry:
         ]
         assert untagged_expiry("ci/cache", rules) is None
         assert untagged_expiry("other", rules[:1]) is None
+
+
+class TestPulledManifests:
+    def test_manifests_pulled_by_digest_within_the_window_are_kept(self) -> None:
+        rule = RetentionRule(repositories=("ci/*",), keep_pulled_days=7, untagged_days=1)
+        pulls = {("ci/cache", "sha256:a"): NOW - 6 * DAY, ("ci/cache", "sha256:b"): NOW - 8 * DAY}
+        stored = ["sha256:a", "sha256:b", "sha256:c"]
+        assert pulled_manifests("ci/cache", stored, [rule], pulls, NOW) == {"sha256:a"}
+
+    def test_without_keep_pulled_days_no_pull_keeps_a_manifest(self) -> None:
+        rule = RetentionRule(repositories=("ci/*",), untagged_days=1)
+        pulls = {("ci/cache", "sha256:a"): NOW}
+        assert pulled_manifests("ci/cache", ["sha256:a"], [rule], pulls, NOW) == set()
+
+
+def mirror(prefix: str = "docker.io", days: int = 30) -> UpstreamConfig:
+    return UpstreamConfig(name="hub", url="https://hub.test", prefix=prefix, retention_days=days)
+
+
+class TestMirrorDefaults:
+    def test_a_proxied_tag_goes_when_neither_cached_nor_pulled_within_the_days(self) -> None:
+        rules = mirror_rules([mirror(days=30)])
+        state = tags(pulled=40, cached=10, idle=40)
+        pulls = {("docker.io/library/alpine", "pulled"): NOW - 29 * DAY}
+        assert expired_tags("docker.io/library/alpine", state, rules, pulls, NOW) == {"idle"}
+        assert untagged_expiry("docker.io/library/alpine", rules) == 30 * DAY
+
+    def test_a_configured_rule_matching_the_repository_replaces_the_default(self) -> None:
+        configured = RetentionRule(repositories=("docker.io/library/*",), keep_tags=("3.*",))
+        rules = (configured, *mirror_rules([mirror(days=30)]))
+        state = tags(**{"3.19": 400, "edge": 1})
+        assert expired_tags("docker.io/library/alpine", state, rules, {}, NOW) == {"edge"}
+        assert untagged_expiry("docker.io/library/alpine", rules) is None
+        # Elsewhere under the prefix the default still governs.
+        assert expired_tags("docker.io/team/app", state, rules, {}, NOW) == {"3.19"}
+
+    def test_the_default_governs_only_its_upstreams_repositories(self) -> None:
+        rules = mirror_rules([mirror(days=30)])
+        assert expired_tags("team/app", tags(old=400), rules, {}, NOW) == set()
+        assert untagged_expiry("team/app", rules) is None
+
+    def test_retention_days_zero_keeps_the_cache(self) -> None:
+        assert mirror_rules([mirror(days=0)]) == ()
 
 
 class TestRuleConfig:

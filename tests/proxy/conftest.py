@@ -48,6 +48,7 @@ class FakeUpstream:
     basic_auth: tuple[str, str] | None = None
     status: int | None = None  # answer every registry request with this, if set
     corrupt_blobs: bool = False
+    paginates: bool = True  # False: tag lists ignore `n` and `last`, unsorted (Distribution 2.8)
     hold_blobs: asyncio.Event | None = None
     blob_half_sent: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
@@ -90,6 +91,7 @@ class FakeUpstream:
         app.router.add_get("/token", self._token)
         app.router.add_get("/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_get("/v2/{name:.+}/blobs/{digest}", self._blob)
+        app.router.add_get("/v2/{name:.+}/tags/list", self._tags)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -135,6 +137,24 @@ class FakeUpstream:
         headers = {"Docker-Content-Digest": digest, "Content-Type": OCI_MANIFEST}
         return web.Response(body=data, headers=headers)
 
+    async def _tags(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        name = request.match_info["name"]
+        tags = sorted(tag for repository, tag in self.tags if repository == name)
+        if not tags:
+            return web.Response(status=404)
+        if not self.paginates:
+            return web.json_response({"name": name, "tags": tags[::-1]})
+        last, n = request.query.get("last"), request.query.get("n")
+        after = [tag for tag in tags if last is None or tag > last]
+        page = after if n is None else after[: int(n)]
+        headers = {}
+        if len(page) < len(after):
+            headers["Link"] = f'</v2/{name}/tags/list?n={n}&last={page[-1]}>; rel="next"'
+        return web.json_response({"name": name, "tags": page}, headers=headers)
+
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refusal(request)
         if refusal is not None:
@@ -142,6 +162,8 @@ class FakeUpstream:
         data = self.blobs.get(request.match_info["digest"])
         if data is None:
             return web.Response(status=404)
+        if request.method == "HEAD":
+            return web.Response(headers={"Content-Length": str(len(data))})
         if self.corrupt_blobs:
             data = data[:-1] + bytes([data[-1] ^ 1])
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})

@@ -141,3 +141,51 @@ class TestIntegrity:
         head = await mirror.head(f"/v2/up/team/other/blobs/{layer}")
         assert head.status == 200
         assert upstream.count("GET", "/blobs/") == 1
+
+
+class TestHead:
+    async def test_a_head_of_an_uncached_blob_asks_the_upstream_and_downloads_nothing(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        _, layer = upstream.add_image("team/app", "v1", LAYER)
+        mirror = await make_mirror()
+        response = await mirror.head(f"/v2/up/team/app/blobs/{layer}")
+        assert response.status == 200
+        assert int(response.headers["Content-Length"]) == len(LAYER)
+        assert response.headers["Docker-Content-Digest"] == layer
+        assert upstream.count("HEAD", f"/blobs/{layer}") == 1
+        assert upstream.count("GET", "/blobs/") == 0
+
+    async def test_a_head_of_a_blob_the_upstream_lacks_is_404(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        mirror = await make_mirror()
+        response = await mirror.head(f"/v2/up/team/app/blobs/{digest_of(b'nowhere')}")
+        assert response.status == 404
+        assert upstream.count("GET", "/blobs/") == 0
+
+    async def test_a_head_while_the_upstream_is_down_is_503(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        _, layer = upstream.add_image("team/app", "v1", LAYER)
+        upstream.status = 502
+        mirror = await make_mirror()
+        response = await mirror.head(f"/v2/up/team/app/blobs/{layer}")
+        assert response.status == 503
+
+    async def test_a_head_of_a_blob_being_fetched_or_cached_asks_nothing_more(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        _, layer = upstream.add_image("team/app", "v1", LAYER)
+        upstream.hold_blobs = asyncio.Event()
+        mirror = await make_mirror()
+        download = asyncio.create_task(mirror.get(f"/v2/up/team/app/blobs/{layer}"))
+        await asyncio.wait_for(upstream.blob_half_sent.wait(), 5)
+        during = await mirror.head(f"/v2/up/team/app/blobs/{layer}")
+        assert int(during.headers["Content-Length"]) == len(LAYER)
+        upstream.hold_blobs.set()
+        assert await (await download).read() == LAYER
+        after = await mirror.head(f"/v2/up/team/app/blobs/{layer}")
+        assert int(after.headers["Content-Length"]) == len(LAYER)
+        assert upstream.count("HEAD", "/blobs/") == 0
+        assert upstream.count("GET", "/blobs/") == 1
