@@ -6,8 +6,10 @@ itself is written once under `blobs/` and shared by every repository.
 
 Other processes may delete a blob's content (garbage collection, an
 operator), so a decision that could lose data asks storage, never a cache:
-`content_size` always does. What a client is told exists (`stat`, behind
-HEAD and GET) was confirmed by storage within the last second.
+`content_size` always does. What a HEAD is told exists (`head`) was confirmed
+by storage within the last second. A GET (`stat`) needs no such
+confirmation: reading the content confirms it, and a size, once known,
+never changes.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, MutableMapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from registry import layout
 from registry.digest import Digest
@@ -30,8 +32,8 @@ from registry.services.feed import Change, ChangeFeed
 from registry.services.index import TagIndex
 
 # Blob sizes never change (content addressing), but content can be deleted:
-# a size confirmed by storage this recently answers a HEAD or GET without
-# asking again, which keeps a pull storm off storage.
+# a size confirmed by storage this recently answers a HEAD without asking
+# again, which keeps a storm of HEADs off storage.
 _SIZE_CACHE_ENTRIES = 100_000
 _SIZE_CONFIRMED_SECONDS = 1.0
 
@@ -61,18 +63,41 @@ class BlobStore:
         self._sizes: TTLCache[str, int] = TTLCache(
             maxsize=_SIZE_CACHE_ENTRIES, ttl=_SIZE_CONFIRMED_SECONDS, timer=time.monotonic
         )
+        # Every size storage confirmed, however long ago: enough for reads, which
+        # confirm the content themselves.
+        self._lengths: LRUCache[str, int] = LRUCache(maxsize=_SIZE_CACHE_ENTRIES)
         self._hits, self._misses = cache_tallies("blob_sizes")
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
-        """The blob `digest` as linked in `name`; `BlobUnknown` if it is not.
+        """The blob `digest` as linked in `name`, to be read; `BlobUnknown` if it is not.
+
+        The link was confirmed by storage, and the size, which never changes,
+        at some time. Whether the content is still there is confirmed by
+        reading it (`open` and `open_file` raise `BlobUnknown`), or by storage
+        itself answering the client sent there by `redirect_url`: so a pull
+        storm costs storage only its reads. Raises `StorageError` if storage
+        cannot say.
+        """
+        return await self._described(name, digest, self._lengths)
+
+    async def head(self, name: str, digest: Digest) -> BlobInfo:
+        """The blob `digest` of `name` as a HEAD describes it; `BlobUnknown` if not linked.
 
         Both the link and the content were confirmed by storage, the content
-        within the last second. Raises `StorageError` if storage cannot say.
+        within the last second: a HEAD's 200 is one storage would confirm.
+        Apart from `stat` also so that a decorator can answer without preparing
+        to serve the bytes (a pull-through cache asks its upstream instead of
+        downloading). Raises `StorageError` if storage cannot say.
         """
+        return await self._described(name, digest, self._sizes)
+
+    async def _described(
+        self, name: str, digest: Digest, known: MutableMapping[str, int]
+    ) -> BlobInfo:
         key = str(digest)
         if not await self._index.find_layer(name, key):
             raise BlobUnknown(detail={"digest": key})
-        size = self._sizes.get(key)
+        size = known.get(key)
         if size is None:
             self._misses.add()
             size = await self.content_size(digest)
@@ -82,20 +107,12 @@ class BlobStore:
             raise BlobUnknown(detail={"digest": key})
         return BlobInfo(digest, size)
 
-    async def head(self, name: str, digest: Digest) -> BlobInfo:
-        """The blob `digest` of `name` as a HEAD describes it: `stat`'s contract.
-
-        Apart so that a decorator can answer without preparing to serve the
-        bytes (a pull-through cache asks its upstream instead of downloading).
-        """
-        return await self.stat(name, digest)
-
     async def content_size(self, digest: Digest) -> int | None:
         """The size of the shared content of `digest` as storage says now, or None if absent."""
         try:
             info = await self._driver.stat_file(layout.blob_data(digest))
         except PathNotFound:
-            self._sizes.pop(str(digest), None)
+            self.forget(str(digest))
             return None
         self.remember_size(digest, info.size)
         return info.size
@@ -103,10 +120,12 @@ class BlobStore:
     def remember_size(self, digest: Digest, size: int) -> None:
         """Record the size of content just written or confirmed, sparing a stat for a second."""
         self._sizes[str(digest)] = size
+        self._lengths[str(digest)] = size
 
     def forget(self, digest: str) -> None:
         """Drop what is remembered of the content of `digest` (another process deleted it)."""
         self._sizes.pop(digest, None)
+        self._lengths.pop(digest, None)
 
     async def open(
         self, blob: BlobInfo, offset: int = 0, length: int | None = None

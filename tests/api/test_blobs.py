@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -14,12 +16,17 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from registry.app import create_app
 from registry.config import Config, StorageConfig
+from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.drivers.filesystem import FilesystemDriver
 from registry.drivers.inmemory import InMemoryDriver
+from registry.drivers.wrapper import DriverWrapper
 from registry.errors import StorageError
+from registry.layout import blob_data
 from tests.api.conftest import ClientFactory
 from tests.api.oci import digest_of, error_codes, push_blob
+
+T = TypeVar("T")
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 # Larger than loopback's socket buffers: a download waits on a full socket.
@@ -107,6 +114,40 @@ class TestGetBlob:
             assert response.status in (400, 404), name
             if response.status == 400:
                 assert await error_codes(response) == ["NAME_INVALID"], name
+
+
+class _CountingStats(DriverWrapper):
+    """Counts the size checks of blob content that reach storage."""
+
+    def __init__(self, inner: StorageDriver) -> None:
+        super().__init__(inner)
+        self.stats: Counter[str] = Counter()
+
+    async def observe(self, operation: str, path: str, call: Awaitable[T]) -> T:
+        if operation in ("stat", "stat_file") and path.endswith("/data"):
+            self.stats[path] += 1
+        return await call
+
+
+class TestBlobReadsAskStorage:
+    async def test_gets_trust_a_known_size_heads_ask_storage_once_a_second(self) -> None:
+        """A pull storm's GETs cost storage only the reads; a HEAD is confirmed within 1 s."""
+        driver = _CountingStats(InMemoryDriver())
+        client = TestClient(TestServer(create_app(Config(), driver)))
+        await client.start_server()
+        try:
+            digest = await push_blob(client, "lib/blob", DATA)
+            path = blob_data(Digest.parse(digest))
+            await asyncio.sleep(1.1)  # past the push's own confirmation
+            for _ in range(3):
+                response = await client.get(f"/v2/lib/blob/blobs/{digest}")
+                assert await response.read() == DATA
+            assert driver.stats[path] == 0
+            for _ in range(3):
+                assert (await client.head(f"/v2/lib/blob/blobs/{digest}")).status == 200
+            assert driver.stats[path] == 1
+        finally:
+            await client.close()
 
 
 class TestLargeBlobDownloads:

@@ -195,6 +195,19 @@ class TestWritesThatBypassTheFeed:
         assert response.status == 200
         assert await response.read() == data
 
+    async def test_a_get_of_a_blob_deleted_under_the_server_is_blob_unknown(
+        self, pair: tuple[TestClient, TestClient], storage: StorageDriver
+    ) -> None:
+        """A GET trusts a remembered size; the read of the content says it is gone."""
+        a, _ = pair
+        digest = await push_blob(a, "lib/app", b"read, then deleted by hand" * 100)
+        assert (await a.get(f"/v2/lib/app/blobs/{digest}")).status == 200
+        await storage.delete(layout.blob_dir(Digest.parse(digest)))
+        await asyncio.sleep(1.1)
+        response = await a.get(f"/v2/lib/app/blobs/{digest}")
+        assert response.status == 404
+        assert await error_codes(response) == ["BLOB_UNKNOWN"]
+
     async def test_a_manifest_whose_blob_was_deleted_under_the_server_is_refused(
         self, pair: tuple[TestClient, TestClient], storage: StorageDriver
     ) -> None:
