@@ -37,6 +37,8 @@ pytestmark = pytest.mark.e2e
 
 GRACE = 3
 PUSH_SECONDS = 20.0
+PUSH_SECONDS_AT_MOST = 90.0
+COLLECTIONS = 3
 PUSHERS = 4
 REPOSITORIES = ("race/a", "race/b")
 SHARED_LAYERS = 6
@@ -131,10 +133,10 @@ class Pusher:
         async with self.http.delete(self.url(path)) as response:
             assert response.status == 202, await response.text()
 
-    async def run(self, until: float) -> list[Pushed]:
+    async def run(self, stop: asyncio.Event) -> list[Pushed]:
         kept: list[Pushed] = []
         number = 0
-        while time.monotonic() < until:
+        while not stop.is_set():
             number += 1
             pushed = await self.push_image(number)
             if self.random.random() < 0.4:
@@ -168,12 +170,20 @@ async def collect(config: str) -> dict[str, object]:
     return report
 
 
-async def collect_until(config: str, stop: asyncio.Event) -> int:
-    """Run `cargobay gc` back to back until `stop`; how many runs completed."""
+async def collect_while_pushing(config: str, stop: asyncio.Event) -> int:
+    """Run `cargobay gc` back to back, then set `stop`; how many runs completed.
+
+    The pushes go on for `PUSH_SECONDS` and at least `COLLECTIONS` runs (at
+    most `PUSH_SECONDS_AT_MOST`), so that a slow machine still races them.
+    """
     runs = 0
-    while not stop.is_set():
+    started = time.monotonic()
+    while (
+        time.monotonic() - started < PUSH_SECONDS or runs < COLLECTIONS
+    ) and time.monotonic() - started < PUSH_SECONDS_AT_MOST:
         await collect(config)
         runs += 1
+    stop.set()
     return runs
 
 
@@ -237,17 +247,16 @@ class TestCollectionDuringPushes:
         second = cargobay_factory(root=first.root, s3=storage)
         servers = [first, second]
         config = first.argv[first.argv.index("--config") + 1]
-        until = time.monotonic() + PUSH_SECONDS
         pushers = [Pusher(http, servers, seed) for seed in range(PUSHERS)]
         stop = asyncio.Event()
-        collector = asyncio.create_task(collect_until(config, stop))
+        collector = asyncio.create_task(collect_while_pushing(config, stop))
         try:
-            results = await asyncio.gather(*(p.run(until) for p in pushers))
+            results = await asyncio.gather(*(p.run(stop) for p in pushers))
         finally:
             stop.set()
             runs = await collector
         kept = [pushed for result in results for pushed in result]
-        assert runs >= 3, "the collector hardly ran: the test proves nothing"
+        assert runs >= COLLECTIONS, "the collector hardly ran: the test proves nothing"
         assert len(kept) >= 20
 
         await asyncio.sleep(2)  # the feed interval, for tags pushed through the other process
