@@ -94,9 +94,7 @@ async def finish_upload(request: web.Request) -> web.Response:
     fresh = fresh and not start
     body = body_pieces(request) if request.body_exists else None
     try:
-        blob = await registry_of(request).uploads.finish(
-            name, upload_id, digest, body, fresh=fresh
-        )
+        blob = await registry_of(request).uploads.finish(name, upload_id, digest, body, fresh=fresh)
     except RangeNotSatisfiable as e:
         e.location = _location(name, upload_id, fresh and e.size == 0)
         raise

@@ -85,6 +85,15 @@ class FileWriter(ABC):
     def size(self) -> int:
         """Bytes written so far, counting those of earlier writers this one resumed."""
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether no byte written has reached storage yet, so that `commit_to` any path
+        costs one plain write, as cheap as asking whether content is there.
+
+        False unless the driver knows it so (S3: less than a part written).
+        """
+        return False
+
     @abstractmethod
     async def write(self, data: bytes) -> None:
         """Append `data`. On error, the bytes of this call may or may not be kept."""

@@ -263,10 +263,12 @@ class UploadStore:
             # finished again; from then on, and for a wrong digest, it is removed.
             if verdict is None:
                 await writer.commit()
-            elif verdict and await self._blobs.content_size(digest) is None:
+            elif verdict and (writer.in_memory or await self._blobs.content_size(digest) is None):
                 # Verified before anything is committed, so the content goes
                 # straight to the blob's path (on S3, a small blob is then
-                # stored once, not stored and copied).
+                # stored once, not stored and copied). Content still in memory
+                # costs one write wherever it goes: writing it over the same
+                # content costs no more than asking storage whether it is there.
                 await writer.commit_to(layout.blob_data(digest))
             else:
                 await writer.cancel()  # a wrong digest, or a blob already stored

@@ -87,6 +87,20 @@ class TestSessionsInStorage:
         assert await driver.get_content(layout.blob_data(DIGEST)) == CONTENT
         assert await files_below(driver, layout.upload_dir(NAME, upload_id)) == []
 
+    async def test_a_chunked_upload_of_a_blob_stored_already_leaves_it_whole(
+        self, driver: StorageDriver
+    ) -> None:
+        store = await uploads(driver)
+        await store.finish(NAME, store.start(NAME), DIGEST, body(CONTENT), fresh=True)
+        upload_id = store.start(NAME)
+        await store.append(NAME, upload_id, body(CONTENT[:100]), fresh=True)
+        blob = await (await uploads(driver)).finish(NAME, upload_id, DIGEST, body(CONTENT[100:]))
+        assert blob.size == len(CONTENT)
+        assert await driver.get_content(layout.blob_data(DIGEST)) == CONTENT
+        assert await files_below(driver, layout.repository(NAME)) == [
+            layout.layer_link(NAME, DIGEST)
+        ]
+
     async def test_a_session_cancelled_before_any_chunk_leaves_nothing_behind(
         self, driver: StorageDriver
     ) -> None:
