@@ -51,7 +51,11 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
 
     async def registry_context(app: web.Application) -> AsyncIterator[None]:
         registry = await Registry.open(
-            storage, delete_enabled=config.storage.delete, feed_config=config.feed
+            storage,
+            delete_enabled=config.storage.delete,
+            feed_config=config.feed,
+            read_only=config.storage.read_only,
+            upload_expiry=float(config.limits.upload_expiry_seconds),
         )
         app[REGISTRY] = registry
         purger = None

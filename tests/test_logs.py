@@ -4,6 +4,7 @@ line for a malformed request, and the request id in text lines too."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -76,8 +77,13 @@ class TestJsonLogs:
         try:
             assert (await client.get("/v2/")).status == 200
             driver.failing = True
+            # A monolithic push: its layer link is a put_content (opening an
+            # upload session stores nothing).
+            digest = "sha256:" + hashlib.sha256(b"layer").hexdigest()
             failed = await client.post(
-                "/v2/team/app/blobs/uploads/", headers={"X-Request-Id": "push-1"}
+                f"/v2/team/app/blobs/uploads/?digest={digest}",
+                data=b"layer",
+                headers={"X-Request-Id": "push-1"},
             )
             assert failed.status == 503
         finally:

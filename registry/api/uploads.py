@@ -11,10 +11,17 @@ PUT    /v2/<name>/blobs/uploads/<id>?digest=D  last chunk (optional) and verify 
 GET    /v2/<name>/blobs/uploads/<id>           progress -> 204 + Range
 DELETE /v2/<name>/blobs/uploads/<id>           cancel -> 204
 
+The Location of a session that has received no byte yet is `<id>.new` (see
+`registry.services.uploads`, "fresh"): a PUT there carrying the whole blob
+is stored with no question to storage about the session. `Docker-Upload-UUID`
+is the bare `<id>`, which names the session once it holds bytes.
+
 A chunk (PATCH, or a final PUT with a body) whose `Content-Range` does not
 start where the session ends is 416 with the session's `Range` and
 `Location`; one whose `Content-Length` disagrees with its `Content-Range` is
-400 `SIZE_INVALID` with the `Range`. Neither appends a byte.
+400 `SIZE_INVALID` with the `Range`. Neither appends a byte. So is a PUT with
+a body to `<id>.new` that does not match its digest, when the session holds
+bytes already (the client PATCHed, then sent its PUT to the POST's Location).
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from registry.errors import ChunkSizeInvalid, DigestInvalid, NameInvalid, RangeN
 from registry.reference import validate_name
 from registry.services.blobs import BlobInfo
 from registry.services.mounts import mount_from_any
+
+# What the Location of a session that holds no byte yet adds to its id.
+_FRESH = ".new"
 
 
 async def start_upload(request: web.Request) -> web.Response:
@@ -52,40 +62,54 @@ async def start_upload(request: web.Request) -> web.Response:
     elif "digest" in request.query:
         digest = Digest.parse(request.query["digest"])
         return _created(name, await registry.uploads.put(name, digest, body_pieces(request)))
-    upload_id = await registry.uploads.start(name)
-    return _in_progress(name, upload_id, 0)
+    return _in_progress(name, registry.uploads.start(name), 0, fresh=True)
 
 
 async def patch_upload(request: web.Request) -> web.Response:
     """Append the body to the session; a `Content-Range` must start where the upload ends."""
     name = repository_name(request)
-    upload_id = request.match_info["upload_id"]
+    upload_id, fresh = _session_of(request)
     uploads = registry_of(request).uploads
-    start, length = await _check_chunk(request, name, upload_id)
+    start, length = await _check_chunk(request, name, upload_id, fresh)
     try:
-        size = await uploads.append(name, upload_id, body_pieces(request), start, length)
+        size = await uploads.append(
+            name, upload_id, body_pieces(request), start, length, fresh=fresh
+        )
     except RangeNotSatisfiable as e:
-        e.location = _location(name, upload_id)
+        e.location = _location(name, upload_id, fresh and e.size == 0)
         raise
-    return _in_progress(name, upload_id, size)
+    return _in_progress(name, upload_id, size, fresh=fresh and size == 0)
 
 
 async def finish_upload(request: web.Request) -> web.Response:
     """Append the optional last chunk, verify `?digest=` and publish the blob: 201."""
     name = repository_name(request)
-    upload_id = request.match_info["upload_id"]
+    upload_id, fresh = _session_of(request)
     raw = request.query.get("digest")
     if not raw:
         raise DigestInvalid("the digest query parameter is required to finish an upload")
     digest = Digest.parse(raw)
-    await _check_chunk(request, name, upload_id)
+    start, _ = await _check_chunk(request, name, upload_id, fresh)
+    # A last chunk past 0 was found to continue bytes the session holds.
+    fresh = fresh and not start
     body = body_pieces(request) if request.body_exists else None
-    blob = await registry_of(request).uploads.finish(name, upload_id, digest, body)
+    try:
+        blob = await registry_of(request).uploads.finish(name, upload_id, digest, body, fresh=fresh)
+    except RangeNotSatisfiable as e:
+        e.location = _location(name, upload_id, fresh and e.size == 0)
+        raise
     return _created(name, blob)
 
 
+def _session_of(request: web.Request) -> tuple[str, bool]:
+    """The session id the request's path names, and whether its Location marks it fresh."""
+    raw = request.match_info["upload_id"]
+    upload_id = raw.removesuffix(_FRESH)
+    return upload_id, upload_id != raw
+
+
 async def _check_chunk(
-    request: web.Request, name: str, upload_id: str
+    request: web.Request, name: str, upload_id: str, fresh: bool
 ) -> tuple[int | None, int | None]:
     """The (start, length) of the request's `Content-Range`, (None, None) without one.
 
@@ -101,10 +125,10 @@ async def _check_chunk(
     announced = request.content_length
     if request.method == "PATCH" and (announced is None or announced == length):
         return start, length  # the service checks the start where no byte is lost
-    size = await registry_of(request).uploads.size(name, upload_id)
+    size = await registry_of(request).uploads.size(name, upload_id, fresh=fresh)
     if start != size:
         error = RangeNotSatisfiable(f"chunk starts at {start}, upload is at {size}", size=size)
-        error.location = _location(name, upload_id)
+        error.location = _location(name, upload_id, fresh and size == 0)
         raise error
     if announced is not None and announced != length:
         raise ChunkSizeInvalid(
@@ -116,9 +140,9 @@ async def _check_chunk(
 async def upload_status(request: web.Request) -> web.Response:
     """Where the session stands: 204 with its `Range`."""
     name = repository_name(request)
-    upload_id = request.match_info["upload_id"]
-    size = await registry_of(request).uploads.size(name, upload_id)
-    response = _in_progress(name, upload_id, size)
+    upload_id, fresh = _session_of(request)
+    size = await registry_of(request).uploads.size(name, upload_id, fresh=fresh)
+    response = _in_progress(name, upload_id, size, fresh=fresh and size == 0)
     response.set_status(204)
     return response
 
@@ -126,7 +150,8 @@ async def upload_status(request: web.Request) -> web.Response:
 async def cancel_upload(request: web.Request) -> web.Response:
     """Abandon the session and its bytes: 204."""
     name = repository_name(request)
-    await registry_of(request).uploads.cancel(name, request.match_info["upload_id"])
+    upload_id, fresh = _session_of(request)
+    await registry_of(request).uploads.cancel(name, upload_id, fresh=fresh)
     return web.Response(status=204)
 
 
@@ -140,15 +165,15 @@ def _created(name: str, blob: BlobInfo) -> web.Response:
     )
 
 
-def _location(name: str, upload_id: str) -> str:
-    return f"/v2/{name}/blobs/uploads/{upload_id}"
+def _location(name: str, upload_id: str, fresh: bool) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}{_FRESH if fresh else ''}"
 
 
-def _in_progress(name: str, upload_id: str, size: int) -> web.Response:
+def _in_progress(name: str, upload_id: str, size: int, fresh: bool = False) -> web.Response:
     return web.Response(
         status=202,
         headers={
-            "Location": _location(name, upload_id),
+            "Location": _location(name, upload_id, fresh),
             "Docker-Upload-UUID": upload_id,
             # The spec's inclusive range of bytes received; "0-0" when none yet.
             "Range": f"0-{max(size - 1, 0)}",

@@ -85,6 +85,15 @@ class FileWriter(ABC):
     def size(self) -> int:
         """Bytes written so far, counting those of earlier writers this one resumed."""
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether no byte written has reached storage yet, so that `commit_to` any path
+        costs one plain write, as cheap as asking whether content is there.
+
+        False unless the driver knows it so (S3: less than a part written).
+        """
+        return False
+
     @abstractmethod
     async def write(self, data: bytes) -> None:
         """Append `data`. On error, the bytes of this call may or may not be kept."""
@@ -180,6 +189,16 @@ class StorageDriver(ABC):
         A fresh writer discards any uncommitted content of an earlier writer.
         """
         return await self._writer(self.check_path(path), append)
+
+    async def resume_or_start_writer(self, path: str) -> tuple[FileWriter, bool]:
+        """The writer `writer(path, append=True)` returns, or if `path` has no closed
+        writer a fresh one, as `writer(path)`; and whether it resumed one.
+
+        For a caller that cannot tell which to expect (the first chunk of an
+        upload may follow another one): a backend that must load a writer's
+        saved state to make either (S3) loads it once.
+        """
+        return await self._resume_or_start_writer(self.check_path(path))
 
     async def staged_writer(self, path: str) -> FileWriter:
         """A one-shot writer whose whole content replaces `path` atomically at `commit()`.
@@ -286,6 +305,12 @@ class StorageDriver(ABC):
 
     async def _redirect_url(self, path: str, method: str) -> str | None:
         return None
+
+    async def _resume_or_start_writer(self, path: str) -> tuple[FileWriter, bool]:
+        try:
+            return await self._writer(path, True), True
+        except PathNotFound:
+            return await self._writer(path, False), False
 
     async def _incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
         return

@@ -254,6 +254,14 @@ class S3Driver(StorageDriver):
             await self._discard_state(path, state)
         return S3Writer(self, path, WriterState(None, [], io.BytesIO()), saved=False)
 
+    async def _resume_or_start_writer(self, path: str) -> tuple[FileWriter, bool]:
+        # One GET of the saved state decides both ways: with none there is
+        # nothing for a fresh writer to discard.
+        state = await self._load_state(path)
+        if state is None:
+            return S3Writer(self, path, WriterState(None, [], io.BytesIO()), saved=False), False
+        return S3Writer(self, path, state, saved=True), True
+
     async def _staged_writer(self, path: str) -> FileWriter:
         # A multipart upload is invisible until completed and independent of
         # any other upload to the same key: stage straight at the key, sparing

@@ -132,6 +132,12 @@ class S3Writer(FileWriter):
     def size(self) -> int:
         return self._uploaded + self._buffered
 
+    @property
+    def in_memory(self) -> bool:
+        # The saved state holds the tail, but `commit_to` stores it with one
+        # PutObject all the same.
+        return self._state.upload_id is None
+
     async def write(self, data: bytes) -> None:
         self._check_open()
         part_size = self._driver.part_size(len(self._state.parts) + 1)

@@ -42,6 +42,10 @@ class _LimitedWriter(FileWriter):
     def size(self) -> int:
         return self._inner.size
 
+    @property
+    def in_memory(self) -> bool:
+        return self._inner.in_memory
+
     async def write(self, data: bytes) -> None:
         if self._inner.size + len(data) > self._max_bytes:
             raise PayloadTooLarge(f"blobs are limited to {self._max_bytes} bytes")

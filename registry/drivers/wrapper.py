@@ -67,6 +67,12 @@ class DriverWrapper(StorageDriver):
         writer = await self.observe("writer", path, self.inner._writer(path, append))
         return self.wrap_writer(writer, path, staged=False)
 
+    async def _resume_or_start_writer(self, path: str) -> tuple[FileWriter, bool]:
+        writer, resumed = await self.observe(
+            "resume_or_start_writer", path, self.inner._resume_or_start_writer(path)
+        )
+        return self.wrap_writer(writer, path, staged=False), resumed
+
     async def _staged_writer(self, path: str) -> FileWriter:
         # The inner driver's own staging is kept (S3's copy-free one included).
         writer = await self.observe("staged_writer", path, self.inner._staged_writer(path))

@@ -108,9 +108,15 @@ class NotifyingUploads:
         return getattr(self._inner, name)
 
     async def finish(
-        self, name: str, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterable[bytes] | None,
+        fresh: bool = False,
     ) -> BlobInfo:
-        return self._pushed(name, await self._inner.finish(name, upload_id, digest, body))
+        blob = await self._inner.finish(name, upload_id, digest, body, fresh=fresh)
+        return self._pushed(name, blob)
 
     async def put(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobInfo:
         return self._pushed(name, await self._inner.put(name, digest, body))

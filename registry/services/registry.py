@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from registry.config import FeedConfig
 from registry.drivers.base import StorageDriver
 from registry.errors import StorageError
+from registry.keys import SharedKeys
 from registry.services.blobs import BlobStore
 from registry.services.feed import ChangeFeed
 from registry.services.index import TagIndex
 from registry.services.manifests import ManifestStore
 from registry.services.sync import IndexSync
+from registry.services.uploadids import UPLOAD_KEYS, UploadIds
 from registry.services.uploads import UploadStore
 
 
@@ -44,10 +46,15 @@ class Registry:
         driver: StorageDriver,
         delete_enabled: bool = True,
         feed_config: FeedConfig | None = None,
+        read_only: bool = False,
+        upload_expiry: float = 0.0,
     ) -> Registry:
         """Open `driver`, find its repositories, and return the registry, ready to serve.
 
-        Raises `StorageError` if storage cannot be listed; the driver is closed then.
+        Upload ids are refused `upload_expiry` seconds after their session
+        started (0: never); with `read_only` no key to sign them is stored.
+        Raises `StorageError` if storage cannot be listed, or its upload keys
+        cannot be read or made; the driver is closed then.
         """
         feed_config = feed_config or FeedConfig()
         await driver.open()
@@ -57,6 +64,8 @@ class Registry:
             feed = ChangeFeed(driver, retention=feed_config.retention_seconds)
             negative_ttl = min(1.0, feed_config.interval_seconds)
             index = await TagIndex.discover(driver, negative_ttl)
+            upload_keys = SharedKeys(driver, UPLOAD_KEYS, may_write=not read_only)
+            await upload_keys.open()
         except BaseException:
             await driver.close()
             raise
@@ -67,7 +76,7 @@ class Registry:
             driver=driver,
             index=index,
             blobs=blobs,
-            uploads=UploadStore(driver, blobs),
+            uploads=UploadStore(driver, blobs, UploadIds(upload_keys, upload_expiry)),
             manifests=manifests,
             feed=feed,
             sync=sync,

@@ -1,12 +1,20 @@
 """Blob upload sessions: bytes stream into storage, the digest is computed as they flow.
 
-A session lives in storage under the repository's `_uploads/<id>/`, so it
-survives a restart: opening one writes only its `startedat`, and its data
-writer is created by the first chunk, so a session finished by one PUT
-carrying the whole blob never has one. The running hash lives in this process only; when a
-session is finished by a process that did not see all of its bytes (after a
-restart, or when this process dropped the hash to bound memory), the
-digest is verified by reading the uploaded bytes back once, still as a stream.
+Opening a session writes nothing: its id is signed and says when it started
+(`uploadids`), so every process can tell it is ours. Its first chunk creates
+it in storage, under the repository's `_uploads/<id>/` (the data writer and
+`startedat`), where it survives a restart and where any process continues
+it. A session is *fresh* while storage holds nothing of it: the HTTP layer
+marks its Location so (`<id>.new`), and a request to a fresh session asks
+storage nothing it need not (a PUT carrying the whole blob asks nothing at
+all). A client may still send a chunk to the Location of a session that has
+since taken bytes: a fresh request finds them where it must (see `append`
+and `finish`).
+
+The running hash lives in this process only; when a session is finished by
+a process that did not see all of its bytes (after a restart, on another
+worker, or when this process dropped the hash to bound memory), the digest
+is verified by reading the uploaded bytes back once, still as a stream.
 
 Whatever goes wrong, nothing becomes visible under a digest it does not match:
 content is verified before it is moved into the blob store.
@@ -17,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import re
-import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 from registry import layout
@@ -34,8 +40,8 @@ from registry.errors import (
     SizeInvalid,
 )
 from registry.services.blobs import BlobInfo, BlobStore
+from registry.services.uploadids import UploadIds
 
-_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Running hashes kept for sessions in progress; past this many the oldest are
 # dropped and verified by re-reading at finish, so abandoned sessions cannot
 # grow memory without bound.
@@ -55,25 +61,27 @@ class _Session:
 class UploadStore:
     """Starts, appends to, finishes and cancels blob uploads."""
 
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, ids: UploadIds) -> None:
         self._driver = driver
         self._blobs = blobs
+        self._ids = ids
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
 
-    async def start(self, name: str) -> str:
-        """Open an upload session in repository `name`; return its unguessable id."""
-        upload_id = str(uuid.uuid4())
-        started = datetime.datetime.now(datetime.UTC).isoformat().encode()
-        # The session's one object until a chunk comes: it says the session
-        # exists (to every process) and when it began (to the purge).
-        await self._driver.put_content(layout.upload_started_at(name, upload_id), started)
-        self._track(upload_id, _Session(new_hasher(_HASH_ALGORITHM)))
-        return upload_id
+    def start(self, name: str) -> str:
+        """Open an upload session in repository `name`, fresh; return its unguessable id.
 
-    async def size(self, name: str, upload_id: str) -> int:
-        """Bytes received so far by the session; `BlobUploadUnknown` if there is none."""
-        async with self._session(upload_id).lock:
-            writer = await self._resume(name, upload_id)
+        Nothing is stored: the session exists in storage from its first chunk.
+        """
+        return self._ids.new(name)
+
+    async def size(self, name: str, upload_id: str, fresh: bool = False) -> int:
+        """Bytes received so far by the session; `BlobUploadUnknown` if there is none.
+
+        With `fresh`, a session storage holds nothing of has received 0 bytes.
+        """
+        session, _ = await self._checked(name, upload_id, fresh)
+        async with session.lock:
+            writer = await self._resume(name, upload_id, fresh)
             if writer is None:
                 return 0
             await writer.close()
@@ -86,6 +94,7 @@ class UploadStore:
         body: AsyncIterable[bytes],
         start: int | None = None,
         length: int | None = None,
+        fresh: bool = False,
     ) -> int:
         """Append a chunk to the session; return the new size.
 
@@ -95,9 +104,13 @@ class UploadStore:
         ends early some of its bytes may have been kept: the size the session
         reports afterwards says where the client must resume. A session whose
         content storage lost (see `_lost`) is removed: `BlobUploadUnknown`.
+
+        With `fresh`, the session is created in storage by the first byte
+        (its `startedat` and data writer), or continued if it already holds
+        bytes; a fresh session that is sent no byte stays without a trace.
         """
         try:
-            return await self._append(name, upload_id, body, start, length)
+            return await self._append(name, upload_id, body, start, length, fresh)
         except PathNotFound as e:
             await self._lost(name, upload_id)
             raise BlobUploadUnknown(detail={"upload": upload_id}) from e
@@ -109,12 +122,21 @@ class UploadStore:
         body: AsyncIterable[bytes],
         start: int | None,
         length: int | None,
+        fresh: bool,
     ) -> int:
-        session = self._session(upload_id)
+        session, started = await self._checked(name, upload_id, fresh)
+        data = layout.upload_data(name, upload_id)
         async with session.lock:
-            writer = await self._resume(name, upload_id)
-            if writer is None:
-                writer = await self._driver.writer(layout.upload_data(name, upload_id))
+            if fresh:
+                writer, resumed = await self._driver.resume_or_start_writer(data)
+            else:
+                resumed = True
+                found = await self._resume(name, upload_id)
+                # None: a session opened in storage with no chunk yet (by
+                # Distribution or an older Cargobay), its `startedat` written.
+                writer = await self._driver.writer(data) if found is None else found
+            if writer.size == 0 and session.hasher is None:
+                session.hasher, session.hashed = new_hasher(_HASH_ALGORITHM), 0
             try:
                 if start is not None and start != writer.size:
                     raise RangeNotSatisfiable(
@@ -127,11 +149,30 @@ class UploadStore:
                         f"Content-Range announced {length} bytes, body had {writer.size - before}"
                     )
             finally:
-                await writer.close()
+                if resumed:
+                    await writer.close()
+                elif writer.size == 0:
+                    await writer.cancel()  # the session stays fresh: nothing stored
+                else:
+                    assert started is not None  # fresh sessions have signed ids
+                    # The session's creation in storage: its writer's state
+                    # and when it began (for the purge), at once.
+                    await _together(
+                        writer.close(),
+                        self._driver.put_content(
+                            layout.upload_started_at(name, upload_id),
+                            started.isoformat().encode(),
+                        ),
+                    )
             return writer.size
 
     async def finish(
-        self, name: str, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterable[bytes] | None,
+        fresh: bool = False,
     ) -> BlobInfo:
         """Append the last chunk (if any), verify `digest` and make the blob visible in `name`.
 
@@ -140,18 +181,54 @@ class UploadStore:
         it holds at the session's path is published when it matches `digest`,
         so that a final PUT sent again after a crash succeeds; otherwise the
         session is removed: `BlobUploadUnknown`, and a new push works.
+
+        A fresh session finished with a body (POST, then PUT of the whole
+        blob) asks storage nothing before storing the blob: the body goes
+        straight to the blob's path, verified, as with `put`. If it does not
+        match `digest` and the session turns out to hold bytes after all (the
+        client sent the PUT to the Location of its POST after a PATCH), the
+        body is no whole blob but a chunk at 0 of an upload that is further:
+        `RangeNotSatisfiable` with the session's size, which is kept.
         """
+        if fresh and body is not None:
+            return await self._finish_fresh(name, upload_id, digest, body)
         try:
-            return await self._finish(name, upload_id, digest, body)
+            return await self._finish(name, upload_id, digest, body, fresh)
         except (PathNotFound, _Committed):
             return await self._finish_lost(name, upload_id, digest)
 
-    async def _finish(
-        self, name: str, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None
+    async def _finish_fresh(
+        self, name: str, upload_id: str, digest: Digest, body: AsyncIterable[bytes]
     ) -> BlobInfo:
-        session = self._session(upload_id)
+        await self._checked(name, upload_id, fresh=True)
+        try:
+            size = await self._store(digest, body)
+        except DigestInvalid:
+            held = await self.size(name, upload_id, fresh=True)
+            if held:
+                raise RangeNotSatisfiable(
+                    f"the upload holds {held} bytes already: continue at its current location",
+                    size=held,
+                ) from None
+            raise
+        self._sessions.pop(upload_id, None)
+        await self._blobs.link(name, digest)
+        return BlobInfo(digest, size)
+
+    async def _finish(
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterable[bytes] | None,
+        fresh: bool,
+    ) -> BlobInfo:
+        session, started = await self._checked(name, upload_id, fresh)
+        # A session Distribution or an older Cargobay opened may hold more than
+        # ours do (hash states): that one is removed whole.
+        whole = started is None
         async with session.lock:
-            writer = await self._resume(name, upload_id, likely_fresh=body is not None)
+            writer = await self._resume(name, upload_id, fresh)
             if writer is None and body is None and await self._committed(name, upload_id):
                 raise _Committed
             if writer is None or (writer.size == 0 and body is not None):
@@ -162,22 +239,17 @@ class UploadStore:
                     await writer.cancel()
                 self._sessions.pop(upload_id, None)
                 # Without a data writer the session is its `startedat` alone.
-                remove = self._remove if writer is not None else self._remove_unwritten
+                whole = whole and writer is not None
                 try:
                     size = await self._store(digest, body or _no_bytes())
                 except BaseException:
-                    await remove(name, upload_id)
+                    await self._remove_ended(name, upload_id, whole)
                     raise
                 # Linking the stored blob and removing the session are
                 # independent: one round trip for both.
-                outcomes = await asyncio.gather(
-                    self._blobs.link(name, digest),
-                    remove(name, upload_id),
-                    return_exceptions=True,
+                await _together(
+                    self._blobs.link(name, digest), self._remove_ended(name, upload_id, whole)
                 )
-                for outcome in outcomes:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
                 return BlobInfo(digest, size)
             try:
                 if body is not None:
@@ -191,10 +263,12 @@ class UploadStore:
             # finished again; from then on, and for a wrong digest, it is removed.
             if verdict is None:
                 await writer.commit()
-            elif verdict and await self._blobs.content_size(digest) is None:
+            elif verdict and (writer.in_memory or await self._blobs.content_size(digest) is None):
                 # Verified before anything is committed, so the content goes
                 # straight to the blob's path (on S3, a small blob is then
-                # stored once, not stored and copied).
+                # stored once, not stored and copied). Content still in memory
+                # costs one write wherever it goes: writing it over the same
+                # content costs no more than asking storage whether it is there.
                 await writer.commit_to(layout.blob_data(digest))
             else:
                 await writer.cancel()  # a wrong digest, or a blob already stored
@@ -207,7 +281,7 @@ class UploadStore:
                 await self._blobs.link(name, digest)
             finally:
                 self._sessions.pop(upload_id, None)
-                await self._remove(name, upload_id)
+                await self._remove_ended(name, upload_id, whole)
             return BlobInfo(digest, size)
 
     async def put(self, name: str, digest: Digest, body: AsyncIterable[bytes]) -> BlobInfo:
@@ -270,16 +344,19 @@ class UploadStore:
             self._sessions.pop(upload_id, None)
             await self._remove(name, upload_id)
 
-    async def cancel(self, name: str, upload_id: str) -> None:
-        """Abandon the session and discard its bytes; `BlobUploadUnknown` if there is none."""
-        async with self._session(upload_id).lock:
-            writer = await self._resume(name, upload_id)
+    async def cancel(self, name: str, upload_id: str, fresh: bool = False) -> None:
+        """Abandon the session and discard its bytes; `BlobUploadUnknown` if there is none.
+
+        A fresh session holding nothing has nothing to discard: its id stays
+        good until it expires, as if the session had not been cancelled.
+        """
+        session, started = await self._checked(name, upload_id, fresh)
+        async with session.lock:
+            writer = await self._resume(name, upload_id, fresh)
             self._sessions.pop(upload_id, None)
-            if writer is None:
-                await self._remove_unwritten(name, upload_id)
-                return
-            await writer.cancel()
-            await self._remove(name, upload_id)
+            if writer is not None:
+                await writer.cancel()
+            await self._remove_ended(name, upload_id, whole=writer is not None and started is None)
 
     async def _write(
         self, session: _Session, writer: FileWriter, body: AsyncIterable[bytes]
@@ -311,38 +388,20 @@ class UploadStore:
             await self._driver.move(data_path, layout.blob_data(digest))
         return True
 
-    async def _resume(
-        self, name: str, upload_id: str, likely_fresh: bool = False
-    ) -> FileWriter | None:
+    async def _resume(self, name: str, upload_id: str, fresh: bool = False) -> FileWriter | None:
         """The session's data writer resumed, or None if the session has received no
         chunk yet; `BlobUploadUnknown` if there is no such session. Storage says which.
 
-        With `likely_fresh` (a PUT with a body, mostly the whole blob after a
-        POST) both are asked at once: one round trip instead of two.
+        A fresh session need not be in storage: without a writer it has
+        received nothing, and its `startedat` is not asked for.
         """
-        data = layout.upload_data(name, upload_id)
-        started = layout.upload_started_at(name, upload_id)
-        if likely_fresh:
-            resumed, found = await asyncio.gather(
-                self._driver.writer(data, append=True),
-                self._driver.stat_file(started),
-                return_exceptions=True,
-            )
-            if isinstance(resumed, FileWriter):
-                return resumed
-            for outcome in (resumed, found):
-                if isinstance(outcome, BaseException) and not isinstance(outcome, PathNotFound):
-                    raise outcome
-            if isinstance(found, PathNotFound):
-                self._sessions.pop(upload_id, None)
-                raise BlobUploadUnknown(detail={"upload": upload_id}) from found
-            return None
         try:
-            return await self._driver.writer(data, append=True)
+            return await self._driver.writer(layout.upload_data(name, upload_id), append=True)
         except PathNotFound:
-            pass
+            if fresh:
+                return None
         try:
-            await self._driver.stat_file(started)
+            await self._driver.stat_file(layout.upload_started_at(name, upload_id))
         except PathNotFound as e:
             self._sessions.pop(upload_id, None)
             raise BlobUploadUnknown(detail={"upload": upload_id}) from e
@@ -365,14 +424,37 @@ class UploadStore:
             return False
         return True
 
-    async def _remove_unwritten(self, name: str, upload_id: str) -> None:
-        """Remove a session that never had a data writer: its `startedat` is all of it."""
-        await self._driver.delete_files([layout.upload_started_at(name, upload_id)])
+    async def _remove_ended(self, name: str, upload_id: str, whole: bool) -> None:
+        """Remove a session whose data writer has ended (committed, moved or cancelled),
+        or never was.
+
+        Its `startedat` and committed `data` are then all a session of ours
+        holds, deleted in one request (on S3, where `_remove` lists first);
+        with `whole`, whatever else its directory holds goes too.
+        """
+        if whole:
+            await self._remove(name, upload_id)
+            return
+        await self._driver.delete_files(
+            [layout.upload_started_at(name, upload_id), layout.upload_data(name, upload_id)]
+        )
+
+    async def _checked(
+        self, name: str, upload_id: str, fresh: bool
+    ) -> tuple[_Session, datetime.datetime | None]:
+        """This process's record of session `upload_id` of `name`, and when the session
+        started if its id says; `BlobUploadUnknown` if the id is none of ours for `name`.
+
+        Only sessions with signed ids are ever fresh: a UUID names a session
+        Distribution or an older Cargobay opened in storage.
+        """
+        started = await self._ids.started(name, upload_id)
+        if started is None and fresh:
+            raise BlobUploadUnknown(detail={"upload": upload_id})
+        return self._session(upload_id), started
 
     def _session(self, upload_id: str) -> _Session:
-        """This process's record of `upload_id`, made empty if it has none."""
-        if not _UPLOAD_ID_RE.fullmatch(upload_id):
-            raise BlobUploadUnknown(detail={"upload": upload_id[:100]})
+        """This process's record of `upload_id` (checked already), made empty if it has none."""
         session = self._sessions.get(upload_id)
         if session is None:
             session = _Session(hasher=None)
@@ -387,6 +469,13 @@ class UploadStore:
 
 class _Committed(Exception):
     """The session has no writer but committed content: finish it from that."""
+
+
+async def _together(*calls: Awaitable[None]) -> None:
+    """Run `calls` at once; when all have ended, raise the first failure, if any."""
+    for outcome in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def _no_bytes() -> AsyncIterator[bytes]:

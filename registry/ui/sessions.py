@@ -37,7 +37,7 @@ from aiohttp import web
 from registry.auth.access import DELETE, PULL, REPOSITORY, Access, Policy
 from registry.config import Config
 from registry.drivers.base import StorageDriver
-from registry.ui.keys import SessionKeys
+from registry.keys import SharedKeys
 
 if TYPE_CHECKING:
     from registry.auth.htpasswd import Htpasswd
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COOKIE = "cargobay_ui"
+#: Where the keys that sign sessions and forms live (see `registry.keys`).
+KEYS = "/cargobay/ui/session-keys"
 #: How long a session lasts from its login (or first page).
 SESSION_SECONDS = 12 * 3600
 _PATH = "/ui/"
@@ -64,7 +66,7 @@ class Gate:
 
     def __init__(self, config: Config) -> None:
         auth = config.auth
-        self._keys: SessionKeys | None = None
+        self._keys: SharedKeys | None = None
         self._read_only = config.storage.read_only
         self._deletes = config.storage.delete and not config.storage.read_only
         self._policy: Policy | None = None
@@ -82,12 +84,12 @@ class Gate:
 
         Raises `StorageError` if storage fails.
         """
-        keys = SessionKeys(driver, may_write=not self._read_only)
+        keys = SharedKeys(driver, KEYS, may_write=not self._read_only)
         await keys.open()
         self._keys = keys
 
     @property
-    def keys(self) -> SessionKeys:
+    def keys(self) -> SharedKeys:
         assert self._keys is not None, "Gate.open was not awaited"
         return self._keys
 

@@ -169,6 +169,36 @@ class TestConvergence:
         await eventually(agree)
 
 
+class TestUploadsAcrossProcesses:
+    async def test_a_session_opened_on_one_process_is_continued_and_finished_on_the_other(
+        self, pair: tuple[TestClient, TestClient]
+    ) -> None:
+        a, b = pair
+        data = b"0123456789" * 100
+        location = (await a.post("/v2/lib/app/blobs/uploads/")).headers["Location"]
+        for client, offset in ((b, 0), (a, 400)):
+            response = await client.patch(
+                location,
+                data=data[offset : offset + 400],
+                headers={"Content-Range": f"{offset}-{offset + 399}"},
+            )
+            assert response.status == 202
+            location = response.headers["Location"]
+        done = await b.put(f"{location}?digest={digest_of(data)}", data=data[800:])
+        assert done.status == 201
+        assert await (await a.get(f"/v2/lib/app/blobs/{digest_of(data)}")).read() == data
+
+    async def test_a_whole_blob_put_on_the_other_process_completes_a_post(
+        self, pair: tuple[TestClient, TestClient]
+    ) -> None:
+        a, b = pair
+        data = b"monolithic" * 100
+        location = (await a.post("/v2/lib/app/blobs/uploads/")).headers["Location"]
+        done = await b.put(f"{location}?digest={digest_of(data)}", data=data)
+        assert done.status == 201
+        assert await (await a.get(f"/v2/lib/app/blobs/{digest_of(data)}")).read() == data
+
+
 class TestWritesThatBypassTheFeed:
     async def test_a_blob_deleted_under_the_server_is_stored_again_by_the_next_push(
         self, pair: tuple[TestClient, TestClient], storage: StorageDriver

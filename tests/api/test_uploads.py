@@ -8,6 +8,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from registry import layout
+from registry.drivers.base import StorageDriver
 from tests.api.oci import digest_of, error_codes, push_blob
 
 
@@ -142,8 +144,7 @@ class TestChunkedUpload:
     async def test_finish_with_wrong_digest_returns_digest_invalid_and_ends_session(
         self, client: TestClient
     ) -> None:
-        location = await start(client)
-        await client.patch(location, data=b"abc")
+        location = (await client.patch(await start(client), data=b"abc")).headers["Location"]
         wrong = digest_of(b"abd")
         response = await client.put(f"{location}?digest={wrong}")
         assert response.status == 400
@@ -172,11 +173,53 @@ class TestChunkedUpload:
 
 class TestUploadSessions:
     async def test_cancel_returns_204_and_forgets_the_session(self, client: TestClient) -> None:
-        location = await start(client)
+        location = (await client.patch(await start(client), data=b"abc")).headers["Location"]
         assert (await client.delete(location)).status == 204
         response = await client.get(location)
         assert response.status == 404
         assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"]
+
+    async def test_cancel_of_a_session_without_bytes_returns_204_and_stores_nothing(
+        self, client: TestClient, storage: StorageDriver
+    ) -> None:
+        assert (await client.delete(await start(client))).status == 204
+        assert [info async for info in storage.walk(layout.ROOT)] == []
+
+    async def test_post_answers_a_fresh_location_that_a_first_chunk_turns_into_the_id(
+        self, client: TestClient, storage: StorageDriver
+    ) -> None:
+        response = await client.post("/v2/team/app/blobs/uploads/")
+        upload_id = response.headers["Docker-Upload-UUID"]
+        assert response.headers["Location"] == f"/v2/team/app/blobs/uploads/{upload_id}.new"
+        assert [info async for info in storage.walk(layout.ROOT)] == []
+        patched = await client.patch(response.headers["Location"], data=b"abc")
+        assert patched.headers["Location"] == f"/v2/team/app/blobs/uploads/{upload_id}"
+        assert patched.headers["Docker-Upload-UUID"] == upload_id
+        status = await client.get(patched.headers["Location"])
+        assert status.status == 204
+        assert status.headers["Range"] == "0-2"
+
+    @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "with-bytes"])
+    async def test_a_forged_upload_id_returns_blob_upload_unknown_to_every_method(
+        self, client: TestClient, fresh: bool
+    ) -> None:
+        location = await start(client)
+        if not fresh:
+            location = (await client.patch(location, data=b"abc")).headers["Location"]
+        upload_id = location.rsplit("/", 1)[1].removesuffix(".new")
+        flipped = upload_id[:-1] + ("0" if upload_id[-1] != "0" else "1")
+        forged = location.replace(upload_id, flipped)
+        digest = digest_of(b"abc")
+        for method, url in [
+            ("PATCH", forged),
+            ("PUT", f"{forged}?digest={digest}"),
+            ("GET", forged),
+            ("DELETE", forged),
+        ]:
+            response = await client.request(method, url, data=b"abc")
+            assert response.status == 404, method
+            assert await error_codes(response) == ["BLOB_UPLOAD_UNKNOWN"], method
+        assert (await client.head(f"/v2/team/app/blobs/{digest}")).status == 404
 
     async def test_unknown_upload_id_returns_blob_upload_unknown(self, client: TestClient) -> None:
         response = await client.patch(
@@ -294,7 +337,7 @@ class TestChunksOutOfPlace:
         self, client: TestClient
     ) -> None:
         location = await start(client)
-        await client.patch(location, data=b"12345", headers={"Content-Range": "0-4"})
+        patched = await client.patch(location, data=b"12345", headers={"Content-Range": "0-4"})
         data = b"1234567890"
         response = await client.put(
             f"{location}?digest={digest_of(data)}",
@@ -303,7 +346,7 @@ class TestChunksOutOfPlace:
         )
         assert response.status == 416
         assert response.headers["Range"] == "0-4"
-        assert response.headers["Location"] == location
+        assert response.headers["Location"] == patched.headers["Location"]
         assert await error_codes(response) == ["BLOB_UPLOAD_INVALID"]
         status = await client.get(location)
         assert status.status == 204
@@ -320,10 +363,45 @@ class TestChunksOutOfPlace:
         self, client: TestClient
     ) -> None:
         location = await start(client)
-        await client.patch(location, data=b"12345", headers={"Content-Range": "0-4"})
+        patched = await client.patch(location, data=b"12345", headers={"Content-Range": "0-4"})
         response = await client.patch(location, data=b"xx", headers={"Content-Range": "10-11"})
         assert response.status == 416
-        assert response.headers["Location"] == location
+        assert response.headers["Location"] == patched.headers["Location"]
+
+    async def test_a_last_chunk_put_to_the_post_location_returns_416_and_keeps_the_session(
+        self, client: TestClient
+    ) -> None:
+        """The POST's Location names a session with no bytes; this one has some."""
+        location = await start(client)
+        patched = await client.patch(location, data=b"12345")
+        data = b"1234567890"
+        response = await client.put(f"{location}?digest={digest_of(data)}", data=b"67890")
+        assert response.status == 416
+        assert await error_codes(response) == ["BLOB_UPLOAD_INVALID"]
+        assert response.headers["Range"] == "0-4"
+        assert response.headers["Location"] == patched.headers["Location"]
+        assert (await client.head(f"/v2/team/app/blobs/{digest_of(data)}")).status == 404
+        done = await client.put(
+            f"{response.headers['Location']}?digest={digest_of(data)}", data=b"67890"
+        )
+        assert done.status == 201
+        assert await (await client.get(f"/v2/team/app/blobs/{digest_of(data)}")).read() == data
+
+    async def test_chunks_and_a_bodiless_put_all_sent_to_the_post_location_complete(
+        self, client: TestClient
+    ) -> None:
+        location = await start(client)
+        for offset, chunk in ((0, b"12345"), (5, b"67890")):
+            response = await client.patch(
+                location,
+                data=chunk,
+                headers={"Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
+            )
+            assert response.status == 202
+        data = b"1234567890"
+        done = await client.put(f"{location}?digest={digest_of(data)}")
+        assert done.status == 201
+        assert await (await client.get(f"/v2/team/app/blobs/{digest_of(data)}")).read() == data
 
     @pytest.mark.parametrize("length", [150, 50, 0], ids=["longer", "shorter", "empty"])
     async def test_patch_whose_length_disagrees_with_its_content_range_appends_nothing(

@@ -75,6 +75,7 @@ PATH_METHODS: dict[str, PathCall] = {
     "reader": lambda d, p: d.reader(p),
     "writer": lambda d, p: d.writer(p),
     "writer-append": lambda d, p: d.writer(p, append=True),
+    "resume_or_start_writer": lambda d, p: d.resume_or_start_writer(p),
     "stat": lambda d, p: d.stat(p),
     "list": lambda d, p: d.list(p),
     "move-source": lambda d, p: d.move(p, "/ok"),
@@ -353,6 +354,30 @@ class TestWriter:
     ) -> None:
         with pytest.raises(PathNotFound):
             await driver.writer("/up/data", append=True)
+
+    async def test_resume_or_start_resumes_a_closed_writer(self, driver: StorageDriver) -> None:
+        writer = await driver.writer("/up/data")
+        await writer.write(b"one,")
+        await writer.close()
+        writer, resumed = await driver.resume_or_start_writer("/up/data")
+        assert resumed
+        assert writer.size == len(b"one,")
+        await writer.write(b"two")
+        await writer.commit()
+        assert await driver.get_content("/up/data") == b"one,two"
+
+    async def test_resume_or_start_starts_afresh_without_a_closed_writer(
+        self, driver: StorageDriver
+    ) -> None:
+        writer, resumed = await driver.resume_or_start_writer("/up/data")
+        assert not resumed
+        assert writer.size == 0
+        await writer.write(b"first")
+        await writer.close()
+        writer = await driver.writer("/up/data", append=True)
+        assert writer.size == len(b"first")
+        await writer.commit()
+        assert await driver.get_content("/up/data") == b"first"
 
     async def test_cancel_discards_content_of_resumed_writers_too(
         self, driver: StorageDriver

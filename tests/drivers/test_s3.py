@@ -187,6 +187,17 @@ class TestWriter:
         assert await s3.get_content(UPLOAD) == data
         assert uploads(server, s3, UPLOAD) == []
 
+    async def test_a_writer_is_in_memory_until_its_first_part_is_uploaded(
+        self, s3: S3Driver
+    ) -> None:
+        """`in_memory` tells the uploads service a commit costs no more than a HEAD."""
+        await write_in_pieces(s3, UPLOAD, os.urandom(PART - 1), [PART - 1])
+        writer = await s3.writer(UPLOAD, append=True)
+        assert writer.in_memory
+        await writer.write(b"x")  # fills the part: it goes up
+        assert not writer.in_memory
+        await writer.cancel()
+
     @pytest.mark.parametrize("resumed", [False, True])
     async def test_zero_byte_content_commits_to_an_empty_object(
         self, server: S3Server, s3: S3Driver, resumed: bool

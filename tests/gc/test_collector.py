@@ -27,6 +27,7 @@ from tests.gc.storage import (
     put_manifest,
 )
 from tests.manifest import samples as s
+from tests.services.stores import body, uploads
 
 GRACE = GcOptions(grace=3600.0)
 
@@ -124,6 +125,24 @@ class TestSweep:
         report = await collect(driver, options, Published(), lease=lease(driver), clock=later(2))
         assert not await exists(driver, layout.upload_dir("team/app", "abandoned"))
         assert report.freed["uploads"].count == 1
+
+    async def test_sessions_opened_by_a_first_chunk_go_once_expired(
+        self, driver: StorageDriver
+    ) -> None:
+        """A session is stored from its first chunk on, aged from the time it was opened."""
+        store = await uploads(driver)
+        abandoned = store.start("team/app")
+        await store.append("team/app", abandoned, body(b"half a layer"), fresh=True)
+        never_written = store.start("team/app")
+        options = GcOptions(grace=3600.0, upload_expiry=3600.0)
+        young = await collect(driver, options, Published(), lease=lease(driver))
+        assert young.freed["uploads"].count == 0
+        assert await store.size("team/app", abandoned) == len(b"half a layer")
+        report = await collect(driver, options, Published(), lease=lease(driver), clock=later(2))
+        assert report.freed["uploads"].count == 1
+        assert not await exists(driver, layout.upload_dir("team/app", abandoned))
+        assert [i async for i in driver.walk(layout.ROOT)] == []
+        assert await store.size("team/app", never_written, fresh=True) == 0
 
     async def test_writes_abandoned_mid_way_go_once_older_than_the_grace_period(
         self, driver: StorageDriver

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,17 +11,10 @@ from registry import layout
 from registry.digest import Digest
 from registry.drivers.base import StorageDriver
 from registry.errors import BlobUploadUnknown, PathNotFound
-from registry.services.blobs import BlobStore
-from registry.services.index import TagIndex
 from registry.services.purge import purge_uploads, purge_uploads_periodically
-from registry.services.uploads import UploadStore
+from tests.services.stores import body, uploads
 
 HOUR = 3600.0
-
-
-async def body(*pieces: bytes) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
 
 
 async def exists(driver: StorageDriver, path: str) -> bool:
@@ -34,32 +26,29 @@ async def exists(driver: StorageDriver, path: str) -> bool:
     return True
 
 
-def uploads(driver: StorageDriver) -> UploadStore:
-    return UploadStore(driver, BlobStore(driver, TagIndex(), delete_enabled=True))
-
-
 class TestPurgeUploads:
     async def test_sessions_older_than_the_expiry_go_and_younger_ones_stay(
         self, driver: StorageDriver
     ) -> None:
-        store = uploads(driver)
-        old = await store.start("team/app")
-        await store.append("team/app", old, body(b"abandoned bytes"))
-        young = await store.start("team/app")
+        store = await uploads(driver)
+        old = store.start("team/app")
+        await store.append("team/app", old, body(b"abandoned bytes"), fresh=True)
+        young = store.start("team/app")
+        await store.append("team/app", young, body(b"recent bytes"), fresh=True)
         await driver.put_content(
             layout.upload_started_at("team/app", old), b"2020-01-02T03:04:05.123456789Z"
         )
 
         assert await purge_uploads(driver, max_age=HOUR) == 1
         assert not await exists(driver, layout.upload_dir("team/app", old))
-        assert await store.size("team/app", young) == 0
+        assert await store.size("team/app", young) == len(b"recent bytes")
 
     async def test_blobs_manifests_and_finished_uploads_are_untouched(
         self, driver: StorageDriver
     ) -> None:
-        store = uploads(driver)
-        upload = await store.start("team/app")
-        blob = await store.finish("team/app", upload, Digest.of(b"data"), body(b"data"))
+        store = await uploads(driver)
+        upload = store.start("team/app")
+        blob = await store.finish("team/app", upload, Digest.of(b"data"), body(b"data"), fresh=True)
 
         assert await purge_uploads(driver, max_age=0, now=time.time() + 10 * HOUR) == 0
         assert await driver.get_content(layout.blob_data(blob.digest)) == b"data"
@@ -68,8 +57,8 @@ class TestPurgeUploads:
     async def test_unreadable_start_time_falls_back_to_the_file_time(
         self, driver: StorageDriver
     ) -> None:
-        store = uploads(driver)
-        upload = await store.start("a")
+        store = await uploads(driver)
+        upload = store.start("a")
         await driver.put_content(layout.upload_started_at("a", upload), b"yesterday-ish")
 
         assert await purge_uploads(driver, max_age=HOUR) == 0
@@ -86,8 +75,9 @@ class TestPurgeUploads:
         assert not await exists(driver, layout.upload_dir("a", "leftover"))
 
     async def test_purged_session_is_unknown_to_its_client(self, driver: StorageDriver) -> None:
-        store = uploads(driver)
-        upload = await store.start("a")
+        store = await uploads(driver)
+        upload = store.start("a")
+        await store.append("a", upload, body(b"early"), fresh=True)
         await purge_uploads(driver, max_age=HOUR, now=time.time() + 2 * HOUR)
 
         with pytest.raises(BlobUploadUnknown):

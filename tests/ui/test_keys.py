@@ -1,4 +1,4 @@
-"""The session keys: one per storage, shared by every process, kept across restarts."""
+"""Shared keys: one per storage and use, shared by every process, kept across restarts."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from registry import keys
 from registry.app import create_app
 from registry.config import Config
 from registry.drivers.inmemory import InMemoryDriver
 from registry.errors import PathNotFound
-from registry.ui import keys
-from registry.ui.keys import KEYS, SessionKeys
+from registry.keys import SharedKeys
+from registry.ui.sessions import KEYS
 from tests.api.oci import push_image
 from tests.ui.conftest import csrf_of, log_in
 
@@ -26,13 +27,13 @@ async def storage() -> AsyncIterator[InMemoryDriver]:
     await driver.close()
 
 
-class TestSessionKeys:
+class TestSharedKeys:
     async def test_the_first_process_stores_a_key_the_next_ones_use(
         self, storage: InMemoryDriver
     ) -> None:
-        first = SessionKeys(storage, may_write=True)
+        first = SharedKeys(storage, KEYS, may_write=True)
         await first.open()
-        second = SessionKeys(storage, may_write=True)
+        second = SharedKeys(storage, KEYS, may_write=True)
         await second.open()
         assert second.signing == first.signing
         assert len(await storage.list(KEYS)) == 1
@@ -41,7 +42,7 @@ class TestSessionKeys:
         self, storage: InMemoryDriver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(keys, "RELIST_SECONDS", 0.0)
-        started = [SessionKeys(storage, may_write=True) for _ in range(4)]
+        started = [SharedKeys(storage, KEYS, may_write=True) for _ in range(4)]
         await asyncio.gather(*(k.open() for k in started))
         for k in started:
             await k.refresh()
@@ -51,14 +52,14 @@ class TestSessionKeys:
     async def test_keys_are_re_listed_at_most_every_few_seconds(
         self, storage: InMemoryDriver
     ) -> None:
-        early = SessionKeys(storage, may_write=True)
+        early = SharedKeys(storage, KEYS, may_write=True)
         await early.open()
         await storage.put_content(f"{KEYS}/0000", b"ab" * 32)
         assert not await early.refresh()  # just listed
         assert b"\xab" * 32 not in early.trusted
 
     async def test_read_only_storage_gets_no_key_written(self, storage: InMemoryDriver) -> None:
-        local = SessionKeys(storage, may_write=False)
+        local = SharedKeys(storage, KEYS, may_write=False)
         await local.open()
         assert len(local.signing) == 32
         with pytest.raises(PathNotFound):
@@ -67,7 +68,7 @@ class TestSessionKeys:
     async def test_files_that_are_not_keys_are_ignored(self, storage: InMemoryDriver) -> None:
         await storage.put_content(f"{KEYS}/junk", b"not hex")
         await storage.put_content(f"{KEYS}/short", b"abcd")
-        loaded = SessionKeys(storage, may_write=True)
+        loaded = SharedKeys(storage, KEYS, may_write=True)
         await loaded.open()
         assert len(loaded.trusted) == 1
         assert len(await storage.list(KEYS)) == 3

@@ -1,11 +1,12 @@
-"""The keys that sign the web page's sessions and forms, shared by every process of one storage.
+"""Secret keys shared by every process of one storage, kept in the storage itself.
 
-Workers (`--workers N`) and replicas serve one registry, and a browser's next
-request may reach any of them, so all must sign and check with the same keys.
-Storage is what they share: keys live under `/cargobay/ui/session-keys/`,
-beside the change feed and outside Distribution's tree, and survive restarts,
-so a restart logs nobody out. Whoever can read the storage can forge a
-session; they can also rewrite every manifest, so that protects nothing more.
+Workers (`--workers N`) and replicas serve one registry, and a client's next
+request may reach any of them, so whatever one process signs (a web page
+session, an upload id) every other must verify. Storage is what they share:
+each use keeps its keys in a directory of its own under `/cargobay/`, beside
+the change feed and outside Distribution's tree, and they survive restarts.
+Whoever can read the storage can forge what the keys sign; they can also
+rewrite every manifest, so that protects nothing more.
 
 Storage has no "create if absent", so processes starting together may each
 write a key. Every key in the directory is trusted; each process signs with
@@ -15,7 +16,7 @@ processes converge on one signing key within seconds and nothing signed in
 the meantime is refused for long.
 
 With `storage.read_only` no key is written: if none is stored, the process
-uses a key of its own, and sessions then work with one process only.
+uses a key of its own, which only it can verify.
 """
 
 from __future__ import annotations
@@ -29,17 +30,19 @@ from registry.errors import PathNotFound, StorageError
 
 log = logging.getLogger(__name__)
 
-#: Where the keys live, one file of hex text per key, named by a random id.
-KEYS = "/cargobay/ui/session-keys"
 RELIST_SECONDS = 5.0
 _KEY_BYTES = 32
 
 
-class SessionKeys:
-    """The signing keys of one storage, as far as this process has read them."""
+class SharedKeys:
+    """The signing keys stored in one directory, as far as this process has read them.
 
-    def __init__(self, driver: StorageDriver, may_write: bool) -> None:
+    Each key is a file of hex text named by a random id.
+    """
+
+    def __init__(self, driver: StorageDriver, directory: str, may_write: bool) -> None:
         self._driver = driver
+        self.directory = directory
         self._may_write = may_write
         self._keys: dict[str, bytes] = {}
         self._listed_at = 0.0
@@ -53,11 +56,14 @@ class SessionKeys:
         if self._keys:
             return
         if not self._may_write:
-            log.warning("no web page session key in read-only storage: sessions need one process")
+            log.warning(
+                "no key in read-only storage at %s: what it signs works with one process only",
+                self.directory,
+            )
             self._keys["~local"] = secrets.token_bytes(_KEY_BYTES)
             return
         key = secrets.token_hex(_KEY_BYTES).encode()
-        await self._driver.put_content(f"{KEYS}/{secrets.token_hex(8)}", key)
+        await self._driver.put_content(f"{self.directory}/{secrets.token_hex(8)}", key)
         await self._list()
 
     @property
@@ -73,8 +79,8 @@ class SessionKeys:
     async def refresh(self) -> bool:
         """List the stored keys again unless done lately; True if any new key was found.
 
-        A storage error is logged and counts as nothing new: a visitor is then
-        asked to log in again rather than shown an error.
+        A storage error is logged and counts as nothing new: the caller then
+        refuses the signature it could not verify rather than failing.
         """
         if time.monotonic() - self._listed_at < RELIST_SECONDS:
             return False
@@ -82,14 +88,14 @@ class SessionKeys:
         try:
             await self._list()
         except StorageError as e:
-            log.warning("web page session keys not re-read: %s", e)
+            log.warning("keys at %s not re-read: %s", self.directory, e)
             return False
         return len(self._keys) > known
 
     async def _list(self) -> None:
         self._listed_at = time.monotonic()
         try:
-            paths = await self._driver.list(KEYS)
+            paths = await self._driver.list(self.directory)
         except PathNotFound:
             return
         for path in paths:
