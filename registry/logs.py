@@ -18,7 +18,11 @@ from memory half again its CPU (measured). The lines made in one turn of the
 event loop go out in one write, at the end of that turn.
 
 A client sending a malformed request is not a server fault: aiohttp's ERROR
-with a traceback for it becomes one WARNING line.
+with a traceback for it becomes one WARNING line, quoting at most
+`MALFORMED_QUOTE_CHARS` of what aiohttp says of it. A connection whose first
+line does not start with a method at all (a TLS handshake on the plain port,
+as docker tries first with an insecure registry, or a port scanner) aiohttp
+itself logs at DEBUG, as noise; its 400 is in the access log all the same.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from registry.config import LogConfig
 # The process id tells the workers of `cargobay serve --workers` apart.
 _TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 ACCESS_LOGGER = "registry.access"
+#: How much of aiohttp's account of a malformed request a WARNING keeps: it quotes what
+#: the client sent, up to a whole 8 KiB line.
+MALFORMED_QUOTE_CHARS = 300
 
 
 @dataclass(slots=True)
@@ -97,8 +104,12 @@ class ClientErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
-            error = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: malformed request: {error.message}"
+            # aiohttp's account spans lines: the fault, the bytes read, a caret under it.
+            lines = (line.strip() for line in record.exc_info[1].message.splitlines())
+            account = " ".join(line for line in lines if line.strip("^"))
+            if len(account) > MALFORMED_QUOTE_CHARS:
+                account = account[:MALFORMED_QUOTE_CHARS] + "..."
+            record.msg = f"{record.getMessage()}: malformed request: {account}"
             record.args = None
             record.exc_info = None
             record.exc_text = None
