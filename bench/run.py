@@ -204,9 +204,9 @@ class Bench:
 
     def _profiled(self, process: Process, kind: str, backend: str, phase: str,
                   rnd: int) -> Profiler | None:
-        if not (self.profile and kind == "cargobay"):
+        if not (self.profile and kind in OBSERVED):  # Cargobay, observed (B) or not
             return None
-        path = RESULTS / f"{self.run_id}-profiles" / f"{backend}-{phase}-r{rnd}.raw"
+        path = RESULTS / f"{self.run_id}-profiles" / f"{backend}-{phase}-{kind}-r{rnd}.raw"
         profiler = Profiler(process.pid, path)
         if not profiler.available:
             return None

@@ -25,7 +25,12 @@ from registry.drivers import create_driver
 from registry.errors import StorageError
 from registry.gc import command as gc
 from registry.logs import configure_logging
-from registry.metrics import MULTIPROC_ENV, metrics_listener, prepare_multiprocess_dir
+from registry.metrics import (
+    MULTIPROC_ENV,
+    MetricsListenerError,
+    metrics_listener,
+    prepare_multiprocess_dir,
+)
 from registry.storagecheck import check_storage, explain
 from registry.tls import reloader, server_context
 from registry.workers import run_master, worker_count
@@ -93,6 +98,9 @@ def _serve_workers(config_path: str | None, count: int, config: Config) -> int:
         return run_master(config_path, count, config)
     except OSError as e:
         print(f"cargobay: cannot listen on {config.http.addr}: {e.strerror}", file=sys.stderr)
+        return 1
+    except MetricsListenerError as e:
+        print(f"cargobay: {e}", file=sys.stderr)
         return 1
 
 
@@ -187,6 +195,9 @@ def _serve(
         )
     except StorageError as e:  # opening the registry at start-up
         print(f"cargobay: cannot use storage: {explain(config.storage, e)}", file=sys.stderr)
+        return 1
+    except MetricsListenerError as e:
+        print(f"cargobay: {e}", file=sys.stderr)
         return 1
     return 0
 

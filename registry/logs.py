@@ -18,7 +18,11 @@ from memory half again its CPU (measured). The lines made in one turn of the
 event loop go out in one write, at the end of that turn.
 
 A client sending a malformed request is not a server fault: aiohttp's ERROR
-with a traceback for it becomes one WARNING line.
+with a traceback for it becomes one WARNING line, quoting at most
+`MALFORMED_QUOTE_CHARS` of what aiohttp says of it. A connection whose first
+line does not start with a method at all (a TLS handshake on the plain port,
+as docker tries first with an insecure registry, or a port scanner) aiohttp
+itself logs at DEBUG, as noise; its 400 is in the access log all the same.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from registry.config import LogConfig
 # The process id tells the workers of `cargobay serve --workers` apart.
 _TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 ACCESS_LOGGER = "registry.access"
+#: How much of aiohttp's account of a malformed request a WARNING keeps: it quotes what
+#: the client sent, up to a whole 8 KiB line.
+MALFORMED_QUOTE_CHARS = 300
 
 
 @dataclass(slots=True)
@@ -97,8 +104,12 @@ class ClientErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
-            error = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: malformed request: {error.message}"
+            # aiohttp's account spans lines: the fault, the bytes read, a caret under it.
+            lines = (line.strip() for line in record.exc_info[1].message.splitlines())
+            account = " ".join(line for line in lines if line.strip("^"))
+            if len(account) > MALFORMED_QUOTE_CHARS:
+                account = account[:MALFORMED_QUOTE_CHARS] + "..."
+            record.msg = f"{record.getMessage()}: malformed request: {account}"
             record.args = None
             record.exc_info = None
             record.exc_text = None
@@ -143,15 +154,16 @@ class AccessLog:
     def __init__(self, format: str, stream: TextIO) -> None:
         self._json = format == "json"
         self._stream = stream
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []
         self._pid = os.getpid()
         # The time up to the second, formatted once per second: formatting a time
         # costs as much as the rest of a line.
         self._second = -1
         self._stamp = ""
 
-    def _time(self, now: float) -> str:
-        second = int(now)
+    def _time(self) -> str:
+        now = time.time_ns()
+        second = now // 1_000_000_000
         if second != self._second:
             self._second = second
             if self._json:
@@ -160,8 +172,8 @@ class AccessLog:
             else:  # as logging.Formatter's default time format
                 self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         if self._json:
-            return f"{self._stamp}.{int(now % 1 * 1e6):06d}+00:00"
-        return f"{self._stamp},{int(now % 1 * 1000):03d}"
+            return f"{self._stamp}.{now // 1000 % 1_000_000:06d}+00:00"
+        return f"{self._stamp},{now // 1_000_000 % 1000:03d}"
 
     def write(
         self,
@@ -178,48 +190,71 @@ class AccessLog:
         `client user "METHOD path HTTP/x.y" status bytes duration`, the request line
         quoted as in the common log format.
         """
-        stamp = self._time(time.time())
+        stamp = self._time()
+        line: bytes
         if self._json:
-            line: dict[str, Any] = {
-                "time": stamp,
-                "level": "info",
-                "logger": ACCESS_LOGGER,
-                "pid": self._pid,
-            }
+            fields: dict[str, Any]
             if context is not None:
-                _add_context(line, context)
-            else:
-                line["method"] = request.method
-            line["path"] = request.path
-            line["status"] = status
-            line["bytes"] = sent
-            line["duration"] = round(duration, 6)
-            text = orjson.dumps(line).decode() + "\n"
+                c = context
+                # `_add_context`'s fields, in one dict display: the cheapest way to build it.
+                fields = {
+                    "time": stamp,
+                    "level": "info",
+                    "logger": ACCESS_LOGGER,
+                    "pid": self._pid,
+                    "request_id": c.request_id,
+                    "client": c.client,
+                    "user": c.user,
+                    "method": c.method,
+                    "route": c.route,
+                    "repository": c.repository,
+                    "digest": c.digest,
+                    "path": request.path,
+                    "status": status,
+                    "bytes": sent,
+                    "duration": round(duration, 6),
+                }
+            else:  # aiohttp's own answer to a request too malformed to reach the app
+                fields = {
+                    "time": stamp,
+                    "level": "info",
+                    "logger": ACCESS_LOGGER,
+                    "pid": self._pid,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "bytes": sent,
+                    "duration": round(duration, 6),
+                }
+            line = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
         else:
             request_id = context.request_id if context is not None else "-"
             user = (context.user if context is not None else None) or "-"
             version = request.version
-            text = (
+            line = (
                 f"{stamp} INFO [{self._pid}] {ACCESS_LOGGER} [{request_id}]: "
                 f"{request.remote or '-'} {user} "
                 f'"{request.method} {request.path_qs} HTTP/{version.major}.{version.minor}" '
                 f"{status} {sent} {duration:.3f}s\n"
-            )
+            ).encode()
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
-                self._pending.append(text)
+                self._pending.append(line)
                 self.flush()
                 return
-        self._pending.append(text)
+        self._pending.append(line)
 
     def flush(self) -> None:
         """Write the queued lines now."""
         if self._pending:
             lines, self._pending = self._pending, []
-            self._stream.write("".join(lines))
+            # Past the text layer, which the lines skip (orjson makes bytes): emptied first,
+            # so that what other code wrote to the stream comes before them.
             self._stream.flush()
+            self._stream.buffer.write(b"".join(lines))
+            self._stream.buffer.flush()
 
 
 def configure_logging(config: LogConfig) -> None:

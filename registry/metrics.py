@@ -29,9 +29,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import socket
 import tempfile
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from aiohttp import web
 from prometheus_client import (
@@ -42,11 +47,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from registry import SERVER
 from registry.config import MetricsConfig
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -224,15 +230,74 @@ def prepare_multiprocess_dir() -> str:
     return path
 
 
-def serve_workers_metrics(config: MetricsConfig) -> None:
-    """Serve the metrics of every process sharing this one's directory on `config.addr`,
-    from a thread: for the master of several workers, which runs no event loop.
+class MetricsListenerError(Exception):
+    """The metrics listener cannot listen on its address; the message says so in one
+    sentence, naming the address."""
 
-    Raises `OSError` if the address cannot be bound.
+
+def _cannot_listen(config: MetricsConfig, error: OSError, workers: int = 1) -> MetricsListenerError:
+    # uvloop's strerror repeats the address as a Python tuple; the errno's own words do not.
+    code = error.errno or 0  # negative for a host name that does not resolve
+    reason = os.strerror(code) if code > 0 else error.strerror or str(error)
+    shared = f", the listener the {workers} workers share" if workers > 1 else ""
+    return MetricsListenerError(f"cannot serve metrics on {config.addr}{shared}: {reason}")
+
+
+class _ScrapeHandler(WSGIRequestHandler):
+    """Logs no scrape, and names no Python version in the `Server` header of the errors it
+    answers itself (a request it cannot parse)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def version_string(self) -> str:
+        return SERVER
+
+
+def _named(app: WSGIApplication) -> WSGIApplication:
+    """`app`, its responses carrying our `Server` header: wsgiref adds its own, with the
+    Python version, only to a response that has none."""
+
+    def named(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, ("Server", SERVER)], exc_info)
+
+        return app(environ, start)
+
+    return named
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress does not hold up the master's exit
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+def serve_workers_metrics(config: MetricsConfig, workers: int) -> WSGIServer:
+    """Serve the metrics of every process sharing this one's directory on `config.addr`,
+    from a thread: for the master of `workers` workers, which runs no event loop.
+
+    Returns the running server, for the caller to `shutdown()`. Raises
+    `MetricsListenerError` if the address cannot be bound.
     """
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(config.port, config.host, registry=registry)
+    # prometheus-client's own `start_http_server` is this, but with wsgiref's `Server` header.
+    server_class = _ThreadingServer6 if ":" in config.host else _ThreadingServer
+    try:
+        server = make_server(
+            config.host,
+            config.port,
+            _named(make_wsgi_app(registry)),
+            server_class,
+            handler_class=_ScrapeHandler,
+        )
+    except OSError as e:
+        raise _cannot_listen(config, e, workers) from e
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
 
 
 def worker_exited(pid: int) -> None:
@@ -283,12 +348,15 @@ def metrics_app() -> web.Application:
 async def metrics_listener(config: MetricsConfig) -> AsyncIterator[None]:
     """Serve `metrics_app` on `config.addr` while the caller runs (a cleanup context body).
 
-    Raises `OSError` if the address cannot be bound.
+    Raises `MetricsListenerError` if the address cannot be bound.
     """
     runner = web.AppRunner(metrics_app(), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except OSError as e:
+            raise _cannot_listen(config, e) from e
         yield
     finally:
         await runner.cleanup()

@@ -2,7 +2,8 @@
 
 `install_observability` adds, around the API:
 - the request-context middleware (outermost: request ids for every log line)
-  and the response stamp (`X-Request-Id`, a `Server` header without versions);
+  and the response stamp (`X-Request-Id`); a `Server` header without versions
+  on every response of the process;
 - `/healthz` and `/readyz`, with the readiness probe running while the app does,
   and the flushing of the metrics tallied in memory;
 - webhook notifications, when `[[notifications.endpoints]]` lists any.
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from registry.api.context import REGISTRY
 from registry.api.health import READINESS, add_health_routes
-from registry.api.observe import request_middleware, stamp_response
+from registry.api.observe import hide_server_software, request_middleware, stamp_response
 from registry.config import Config
 from registry.health import Readiness
 from registry.metrics import flush_periodically
@@ -37,6 +38,7 @@ def install_observability(app: web.Application, config: Config) -> None:
     """
     app.middlewares.insert(0, request_middleware(record_metrics=bool(config.metrics.addr)))
     app.on_response_prepare.append(stamp_response)
+    hide_server_software()
     add_health_routes(app)
     readiness = app[READINESS] = Readiness()
 

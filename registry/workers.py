@@ -28,7 +28,7 @@ import time
 from types import FrameType
 
 from registry.config import Config
-from registry.metrics import serve_workers_metrics, worker_exited
+from registry.metrics import MetricsListenerError, serve_workers_metrics, worker_exited
 
 log = logging.getLogger("registry.workers")
 
@@ -58,11 +58,17 @@ def listen(config: Config) -> socket.socket:
 def run_master(config_path: str | None, count: int, config: Config) -> int:
     """Start `count` workers on one socket and keep them running until SIGTERM/SIGINT.
 
-    Returns 0 after a clean stop. Raises `OSError` if the socket cannot be bound.
+    Returns 0 after a clean stop. Raises `OSError` if the socket cannot be bound,
+    `MetricsListenerError` if the metrics listener cannot.
     """
     sock = listen(config)
+    metrics_server = None
     if config.metrics.addr:  # every worker's metrics, from the directory they share
-        serve_workers_metrics(config.metrics)
+        try:
+            metrics_server = serve_workers_metrics(config.metrics, count)
+        except MetricsListenerError:
+            sock.close()
+            raise
     lifeline_read, lifeline_write = os.pipe()
     stopping = False
 
@@ -110,6 +116,9 @@ def run_master(config_path: str | None, count: int, config: Config) -> int:
                 worker.wait()
         os.close(lifeline_write)
         sock.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     log.info("cargobay master %d stopped", os.getpid())
     return 0
 

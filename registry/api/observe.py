@@ -3,8 +3,9 @@
 - `request_context` is the outermost middleware: it gives the request its id
   (the client's `X-Request-Id` if it is a sane token, else a new one) and makes
   it the current `RequestContext` (`registry.logs`), so every log line and
-  event of the request carries it. `stamp_response` returns the id and a
-  `Server` header that names no software versions.
+  event of the request carries it. `stamp_response` returns the id.
+- `hide_server_software` keeps the `Server` header of every response, aiohttp's
+  own included, to "cargobay", without versions.
 - `observer_class` is aiohttp's access logger: called once each response has
   been sent, it writes the access line and records the request metrics
   (count and latency in one histogram, bytes each way, auth failures,
@@ -23,10 +24,11 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
 
+from registry import SERVER
 from registry.api import uploads
 from registry.api.middleware import Handler
 from registry.config import Config
@@ -35,7 +37,6 @@ from registry.metrics import HTTP_BUCKETS, LatencyTally, Metrics, Tally, metrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
 CONTEXT = web.RequestKey("cargobay_request", RequestContext)
-SERVER = "cargobay"
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -76,11 +77,26 @@ def request_middleware(record_metrics: bool) -> Middleware:
 
 
 async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response carries its request id, and a `Server` header without versions."""
+    """Every response of a routed request carries its request id."""
     context = request.get(CONTEXT)
     if context is not None:
         response.headers[REQUEST_ID_HEADER] = context.request_id
-    response.headers["Server"] = SERVER
+
+
+def hide_server_software() -> None:
+    """Make every response of this process's aiohttp servers say `Server: cargobay`.
+
+    aiohttp gives a response without a `Server` header its default,
+    `Python/3.x aiohttp/3.y`, including the 400 it answers itself to a request
+    it cannot parse: that one reaches no middleware and no `on_response_prepare`
+    signal, since no application saw the request. aiohttp has no option for
+    the header (its issues #1958, #3288, #6463); the module value it reads the
+    default from, on each response (`StreamResponse._prepare_headers`), is the
+    one place every response passes. Replacing it is process-wide, and
+    touches only servers: the client's `User-Agent` reads its own copy.
+    `tests/test_logs.py` checks it still works on aiohttp's 400.
+    """
+    web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]  # not exported, as said
 
 
 def observer_options(config: Config) -> dict[str, Any]:

@@ -12,11 +12,17 @@ have the same public methods with the same signatures.
 
 - manifests: `get` is a pull (GET and HEAD alike, as in Distribution), `put`
   a push, `delete` a delete (of a tag, or of a manifest by digest);
-- blobs: `mount` is a mount, `delete` a delete;
+- blobs: `stat` (what a GET reads) and `head` are pulls, as Distribution's
+  `ServeBlob` sends one for GET and HEAD alike; `mount` is a mount, `delete`
+  a delete;
 - uploads: `finish` and `put` push a blob.
 
-Blob pulls are not events: the blob service reads by digest and does not
-know the repository the client named.
+A GET's pull is emitted once the blob is found linked, before its bytes go
+out, so a client that drops the download half-way has pulled (as in
+Distribution, which emits after `ServeBlob` returns, and that ignores a
+broken connection). In the rare race where another process deletes the
+content between that check and the read, the GET answers 404 after its
+pull was emitted.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ class NotifyingManifests:
 
 
 class NotifyingBlobs:
-    """`inner`, emitting mount and delete events of blobs."""
+    """`inner`, emitting pull, mount and delete events of blobs."""
 
     def __init__(self, inner: BlobStore, emit: Emit) -> None:
         self._inner = inner
@@ -82,6 +88,16 @@ class NotifyingBlobs:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    async def stat(self, name: str, digest: Digest) -> BlobInfo:
+        return self._pulled(name, await self._inner.stat(name, digest))
+
+    async def head(self, name: str, digest: Digest) -> BlobInfo:
+        return self._pulled(name, await self._inner.head(name, digest))
+
+    def _pulled(self, name: str, blob: BlobInfo) -> BlobInfo:
+        self._emit("pull", Target(BLOB_MEDIA_TYPE, blob.size, str(blob.digest), name, "blobs"))
+        return blob
 
     async def mount(self, name: str, digest: Digest, source: str) -> BlobInfo | None:
         blob = await self._inner.mount(name, digest, source)

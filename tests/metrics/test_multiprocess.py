@@ -13,17 +13,24 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from registry.api.observe import hide_server_software
 from registry.config import MetricsConfig
 from registry.metrics import (
     MULTIPROC_ENV,
+    MetricsListenerError,
     metrics,
     metrics_listener,
     prepare_multiprocess_dir,
+    serve_workers_metrics,
     worker_exited,
 )
+
+CARGOBAY = Path(sys.executable).with_name("cargobay")
 
 MASTER = textwrap.dedent(
     """
@@ -76,24 +83,130 @@ class TestMultiprocess:
             prepare_multiprocess_dir()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def taken() -> Iterator[int]:
+    """A port of 127.0.0.1 another socket listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def scrape(port: int) -> tuple[dict[str, str], bytes]:
+    """The headers and body of `GET /metrics`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return dict(r.headers), r.read()
+
+
+def malformed_request(port: int, request: bytes) -> bytes:
+    """The head of the answer to `request`, which the server cannot parse."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer.partition(b"\r\n\r\n")[0]
+
+
 class TestListener:
     async def test_metrics_listener_serves_prometheus_text(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         metrics().rate_limited.inc(0)
+        hide_server_software()  # as creating the registry's app does, in the same process
         listener = metrics_listener(MetricsConfig(addr=f"127.0.0.1:{port}"))
         await anext(listener)
         try:
-
-            def scrape() -> tuple[str, bytes]:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-                    return r.headers["Content-Type"], r.read()
-
-            content_type, body = await asyncio.to_thread(scrape)
+            headers, body = await asyncio.to_thread(scrape, port)
+            refused = await asyncio.to_thread(
+                malformed_request, port, b"GET /metrics HTTP/9.9\r\n\r\n"
+            )
         finally:
             with pytest.raises(StopAsyncIteration):
                 await anext(listener)
 
-        assert content_type.startswith("text/plain; version=")
+        assert headers["Content-Type"].startswith("text/plain; version=")
+        assert headers["Server"] == "cargobay"
         assert b"# TYPE cargobay_rate_limited_total counter" in body
+        assert refused.startswith(b"HTTP/1.0 400 ")
+        assert b"\r\nServer: cargobay\r\n" in refused + b"\r\n"
+
+    async def test_a_taken_address_is_one_sentence_naming_it(self, taken: int) -> None:
+        listener = metrics_listener(MetricsConfig(addr=f"127.0.0.1:{taken}"))
+
+        with pytest.raises(MetricsListenerError) as refused:
+            await anext(listener)
+
+        assert str(refused.value) == (
+            f"cannot serve metrics on 127.0.0.1:{taken}: Address already in use"
+        )
+
+
+class TestWorkersListener:
+    """The master of several workers serves their metrics from a thread of its own."""
+
+    def test_it_serves_every_process_and_names_no_versions(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+        port = free_port()
+
+        server = serve_workers_metrics(MetricsConfig(addr=f"127.0.0.1:{port}"), workers=2)
+        try:
+            headers, _ = scrape(port)
+            # More headers than http.server reads (100): its own error, 431.
+            refused = malformed_request(port, b"GET /metrics HTTP/1.1\r\n" + b"X: y\r\n" * 101)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+        assert headers["Content-Type"].startswith("text/plain; version=")
+        assert headers["Server"] == "cargobay"
+        assert refused.startswith(b"HTTP/1.0 431 ")
+        assert b"\r\nServer: cargobay\r\n" in refused + b"\r\n"
+
+    def test_a_taken_address_is_one_sentence_saying_the_workers_share_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken: int
+    ) -> None:
+        monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+
+        with pytest.raises(MetricsListenerError) as refused:
+            serve_workers_metrics(MetricsConfig(addr=f"127.0.0.1:{taken}"), workers=3)
+
+        assert str(refused.value) == (
+            f"cannot serve metrics on 127.0.0.1:{taken}, the listener the 3 workers share: "
+            "Address already in use"
+        )
+
+
+class TestServeWithATakenAddress:
+    @pytest.mark.parametrize(
+        ("workers", "shared"), [("1", ""), ("2", ", the listener the 2 workers share")]
+    )
+    def test_serve_exits_with_one_sentence_and_no_traceback(
+        self, tmp_path: Path, taken: int, workers: str, shared: str
+    ) -> None:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[http]\naddr = "127.0.0.1:0"\n[storage.filesystem]\nroot = "{tmp_path}/data"\n'
+            f'[metrics]\naddr = "127.0.0.1:{taken}"\n'
+        )
+
+        result = subprocess.run(
+            [str(CARGOBAY), "serve", "--config", str(config), "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"cargobay: cannot serve metrics on 127.0.0.1:{taken}{shared}: Address already in use"
+        )

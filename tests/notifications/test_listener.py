@@ -101,6 +101,48 @@ class TestPushAndPull:
         assert summary(only) == ("push", "team/app", BLOB, None)
 
 
+class TestBlobPulls:
+    async def test_blob_get_and_head_each_send_one_pull(
+        self, client: TestClient, receiver: Receiver
+    ) -> None:
+        """Distribution serves GET and HEAD of a blob alike, and sends a pull for each."""
+        layer = b"pulled layer"
+        await push_image(client, "team/app", "v1", layers=[layer])
+        digest = digest_of(layer)
+        await events(receiver, 3)
+
+        got = await client.get(f"/v2/team/app/blobs/{digest}", headers={"X-Request-Id": "get-1"})
+        assert (got.status, await got.read()) == (200, layer)
+        headed = await client.head(f"/v2/team/app/blobs/{digest}")
+        assert headed.status == 200
+        await push_blob(client, "team/app", b"marker")
+
+        get, head, marker = (await events(receiver, 6))[3:]
+        assert summary(get) == summary(head) == ("pull", "team/app", BLOB, None)
+        for pull in (get, head):
+            assert pull["target"]["digest"] == digest
+            assert pull["target"]["size"] == len(layer)
+            assert pull["target"]["url"].endswith(f"/v2/team/app/blobs/{digest}")
+        assert (get["request"]["method"], get["request"]["id"]) == ("GET", "get-1")
+        assert head["request"]["method"] == "HEAD"
+        # One event per pull: the next one is the marker's push.
+        assert summary(marker) == ("push", "team/app", BLOB, None)
+
+    async def test_pulls_of_blobs_the_repository_lacks_send_no_event(
+        self, client: TestClient, receiver: Receiver
+    ) -> None:
+        elsewhere = await push_blob(client, "team/other", b"only in team/other")
+        await events(receiver, 1)
+
+        for digest in (digest_of(b"never pushed"), elsewhere):
+            path = f"/v2/team/app/blobs/{digest}"
+            assert (await client.get(path)).status == 404
+            assert (await client.head(path)).status == 404
+        await push_blob(client, "team/app", b"marker")
+
+        assert summary((await events(receiver, 2))[1]) == ("push", "team/app", BLOB, None)
+
+
 class TestDeleteAndMount:
     async def test_delete_and_mount_send_their_events(
         self, client: TestClient, receiver: Receiver
