@@ -4,16 +4,11 @@
 sessions, each with its file's time; `blobs/` gives the content with sizes and
 times. Both walks also find the `*-staged-*` files writers leave behind when
 their process dies. Nothing here deletes.
-
-Each tree is walked in pieces side by side (`walk_split`): on S3 a walk is a
-chain of listings, each waiting for the one before; on a filesystem the
-directory reads and stats of one walk wait on the disk, one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -58,32 +53,24 @@ class Inventory:
 
 Progress = Callable[[str, int], None]
 
-# A tree is walked in about this many pieces per walk the driver's bulk
-# concurrency allows at once, so that a piece much larger than the others (a
-# busy repository) does not leave the other walkers idle at the end.
-_PIECES_PER_WALKER = 4
-# How deep `walk_split` lists to find the pieces.
-_SPLIT_DEPTH = 3
-
 
 async def scan_repositories(
     driver: StorageDriver, into: Inventory, progress: Progress | None = None, root: str = ""
 ) -> None:
     """Add what `repositories/` (or just the repository directory `root`) holds to `into`."""
-
-    def visit(info: FileInfo) -> None:
+    async for info in driver.walk(root or layout.REPOSITORIES):
         into.files += 1
         if progress is not None and into.files % 1000 == 0:
             progress("scan", into.files)
         if STAGED_MARK in info.path.rpartition("/")[2]:
             into.staged.append(info)
-            return
+            continue
         entry = layout.parse_repository_path(info.path)
         if entry is None:
-            return
+            continue
         if entry.kind == "upload":
             into.uploads.add(info)
-            return
+            continue
         repo = into.repositories.setdefault(entry.name, RepositoryState())
         digest = f"{entry.algorithm}:{entry.hex}"
         if entry.kind == "revision":
@@ -95,82 +82,24 @@ async def scan_repositories(
         elif entry.kind == "tag-history":
             repo.tags.setdefault(entry.tag, TagState()).history.add(digest)
 
-    await walk_split(driver, root or layout.REPOSITORIES, visit)
-
 
 async def scan_blobs(
     driver: StorageDriver, into: Inventory, progress: Progress | None = None
 ) -> None:
     """Add the content under `blobs/` (and staging files there) to `into`."""
-    start = len(layout.BLOBS) + 1
-
-    def visit(info: FileInfo) -> None:
+    async for info in driver.walk(layout.BLOBS):
         into.files += 1
         if progress is not None and into.files % 1000 == 0:
             progress("scan", into.files)
-        parts = info.path[start:].split("/")
+        parts = info.path[len(layout.BLOBS) + 1 :].split("/")
         if STAGED_MARK in parts[-1]:
             into.staged.append(info)
         elif len(parts) == 4 and parts[3] == "data":
             try:
                 digest = Digest.parse(f"{parts[0]}:{parts[2]}")
             except (DigestInvalid, Unsupported):
-                return
+                continue
             into.blobs[str(digest)] = info
-
-    await walk_split(driver, layout.BLOBS, visit)
-
-
-async def walk_split(driver: StorageDriver, root: str, visit: Callable[[FileInfo], None]) -> None:
-    """Call `visit` with every file `driver.walk(root)` yields, once each, in no set order.
-
-    The first levels of the tree are listed until there are enough
-    directories to walk side by side, as many at once as
-    `driver.bulk_concurrency`. Each is walked by prefix, which every backend
-    lists alike (walks by ranges of paths would depend on the backend's
-    order, which SeaweedFS does not keep). Files at the levels listed are
-    visited too.
-    """
-    pieces, files = await _split(driver, root, _PIECES_PER_WALKER * driver.bulk_concurrency)
-    limit = asyncio.Semaphore(driver.bulk_concurrency)
-
-    async def walk(path: str) -> None:
-        async with limit:
-            found = False
-            async for info in driver.walk(path):
-                found = True
-                visit(info)
-            if not found:
-                files.append(path)  # a file listed at the last level, or an empty directory
-
-    await asyncio.gather(*(walk(path) for path in pieces))
-
-    async def visit_file(path: str) -> None:
-        async with limit:
-            with contextlib.suppress(PathNotFound):
-                visit(await driver.stat_file(path))
-
-    await asyncio.gather(*(visit_file(path) for path in files))
-
-
-async def _split(driver: StorageDriver, root: str, pieces: int) -> tuple[list[str], list[str]]:
-    """Paths below `root` whose walks together walk it, about `pieces` of them or as many
-    as `_SPLIT_DEPTH` levels hold; and the paths listed on the way that held nothing
-    to list (files, or empty directories)."""
-    level = [root]
-    files: list[str] = []
-    for _ in range(_SPLIT_DEPTH):
-        below: list[str] = []
-        for path in level:
-            try:
-                below += await driver.list(path)
-            except PathNotFound:
-                if path != root:
-                    files.append(path)
-        level = below
-        if len(level) >= pieces:
-            break
-    return level, files
 
 
 async def resolve_tags(driver: StorageDriver, repositories: dict[str, RepositoryState]) -> None:
