@@ -271,6 +271,22 @@ class StorageDriver(ABC):
         """
         await self._delete(self.check_path(path))
 
+    async def delete_many(self, paths: Sequence[str]) -> builtins.set[str]:
+        """Delete each of `paths` as `delete` would (the file there, or the directory and
+        everything below it); the paths that had something to delete.
+
+        For bulk deletion (garbage collection): the backend deletes the paths
+        side by side or in few requests (S3: a listing per path, then one
+        DeleteObjects per 1,000 keys), so a call takes about as long as its
+        paths together take to delete; callers size their calls. A path with
+        nothing at it is skipped, not an error, and left out of the result.
+        Paths are deleted in no promised order. On error (`StorageError`)
+        any of the paths may have been deleted, wholly or in part, and the
+        rest are left as they were; what is left of a path partly deleted is
+        still deleted by another call with it.
+        """
+        return await self._delete_many([self.check_path(path) for path in paths])
+
     async def delete_files(self, paths: Sequence[str]) -> None:
         """Delete the files at `paths`, then the directory holding each if that left it
         empty; a path with no file is skipped, not an error.
@@ -360,6 +376,9 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def _delete(self, path: str) -> None: ...
+
+    @abstractmethod
+    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]: ...
 
 
 class _StagedWriter(FileWriter):

@@ -349,17 +349,43 @@ class S3Driver(StorageDriver):
             await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(source))
 
     async def _delete(self, path: str) -> None:
-        # A directory's objects and the object at `path` itself, if any, go in
-        # one DeleteObjects (a missing key is no error there): a directory
-        # costs a listing and a delete, with no HEAD.
-        if await self._delete_tree(path, also=self.key(path)):
-            return
-        await self._head(path)  # PathNotFound if there is nothing at all
-        with self._errors(path):
-            await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(path))
+        if path not in await self._delete_many([path]):
+            raise PathNotFound(self.name, path)
+
+    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]:
+        # Each path's objects, and the object at the path itself, go in
+        # shared DeleteObjects requests (a missing key is no error there): a
+        # directory costs a listing and a share of a delete, with no HEAD; a
+        # path with nothing below it costs a HEAD too. Markers go last, once
+        # everything below them is gone (see `_tree_keys`).
+        limit = asyncio.Semaphore(self.bulk_concurrency)
+        keys = _KeyBatches(self, paths[0] if paths else "/")
+        markers: builtins.set[str] = set()
+        deleted: builtins.set[str] = set()
+
+        async def collect(path: str) -> None:
+            async with limit:
+                if not await self._tree_keys(path, keys, markers):
+                    try:
+                        await self._head(path)
+                    except PathNotFound:
+                        return
+                await keys.add(self.key(path))
+                deleted.add(path)
+
+        results = await asyncio.gather(*(collect(p) for p in paths), return_exceptions=True)
+        await keys.flush()
+        # Reversed, every marker comes before the markers above it.
+        for marker in sorted(markers, reverse=True):
+            await keys.add(marker)
+        await keys.flush()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return deleted
 
     async def _delete_files(self, paths: builtins.list[str]) -> None:
-        # The directories' markers go too (see `_delete_tree`): deleting a
+        # The directories' markers go too (see `_tree_keys`): deleting a
         # marker of a directory still holding objects changes nothing.
         if not paths:
             return
@@ -462,20 +488,22 @@ class S3Driver(StorageDriver):
             message = f"{first.get('Code')}: {first.get('Message')}"
             raise StorageError(self.name, path, f"DeleteObjects left {len(failed)} keys: {message}")
 
-    async def _delete_tree(self, path: str, also: str | None = None) -> bool:
-        """Delete every object below directory `path`, and the key `also` with them if
-        there was any; whether there was any.
+    async def _tree_keys(
+        self, path: str, keys: _KeyBatches, markers: builtins.set[str]
+    ) -> bool:
+        """Hand every object below directory `path` to `keys`, and the directory markers
+        (`<dir>/` keys) of `path` and of every directory below it to `markers`; whether
+        there was any object.
 
-        A writer state found there has its upload aborted. The directory
-        markers (`<dir>/` keys) of `path` and of every directory below it go
-        too, deepest first: S3 has them only where a tool wrote them, but
-        servers that keep objects in a filesystem (SeaweedFS) keep a directory
-        emptied of its objects, and list it, until its marker is deleted.
+        A writer state found there has its upload aborted. Markers exist on
+        S3 only where a tool wrote them, but servers that keep objects in a
+        filesystem (SeaweedFS) keep a directory emptied of its objects, and
+        list it, until its marker is deleted, and deleting the marker of a
+        directory still holding objects changes nothing there: markers must
+        go after the objects.
         """
         root = self.key(path) + "/"
-        markers = {root}
         found = False
-        batch: builtins.list[str] = []
         async for page in self._pages(path, Prefix=root):
             for item in page.get("Contents", ()):
                 key = item["Key"]
@@ -484,22 +512,10 @@ class S3Driver(StorageDriver):
                     await self._abort_saved_upload(self._path(key[: -len(STATE_SUFFIX)]))
                 names = key[len(root) :].split("/")[:-1]
                 markers.update(root + "/".join(names[:n]) + "/" for n in range(1, len(names) + 1))
-                batch.append(key)
-                if len(batch) == _BATCH:
-                    await self._delete_keys(path, batch)
-                    batch = []
-        if not found:
-            return False
-        if also is not None:
-            batch.append(also)
-        # Reversed, every marker comes before the markers above it.
-        for marker in sorted(markers, reverse=True):
-            batch.append(marker)
-            if len(batch) == _BATCH:
-                await self._delete_keys(path, batch)
-                batch = []
-        await self._delete_keys(path, batch)
-        return True
+                await keys.add(key)
+        if found:
+            markers.add(root)
+        return found
 
     async def _create_upload(self, path: str, key: str) -> str:
         with self._errors(path):
@@ -598,6 +614,24 @@ class S3Driver(StorageDriver):
         state = await self._load_state(path)
         if state is not None and state.upload_id is not None:
             await self._abort_upload(path, state.upload_id)
+
+
+class _KeyBatches:
+    """Keys to delete, sent in DeleteObjects requests of up to 1,000 keys as they come."""
+
+    def __init__(self, driver: S3Driver, path: str) -> None:
+        self._driver = driver
+        self._path = path
+        self._keys: list[str] = []
+
+    async def add(self, key: str) -> None:
+        self._keys.append(key)
+        if len(self._keys) >= _BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._keys = self._keys, []
+        await self._driver._delete_keys(self._path, batch)
 
 
 @functools.cache

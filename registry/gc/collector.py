@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from registry import layout
@@ -71,8 +71,12 @@ _REWALK_SECONDS = 1.0
 # (or ten times as long as a walk takes).
 _FOLLOW_SECONDS = 0.2
 _BACKSTOP_SECONDS = 60.0
-# Blobs whose deletions run side by side (each bounded by the driver's bulk concurrency).
-_CHUNK = 64
+# The sweep deletes blobs and their layer links a driver call (`delete_many`)
+# at a time, each sized to take about this long: long enough that what a call
+# costs whatever its size does not count, short enough that the lease is
+# checked, and the feed read, about as often as when blobs went one by one.
+_STEP_SECONDS = 0.05
+_FIRST_STEP = 64
 
 #: Reads the change feed: what other processes changed since the last call,
 #: or None if that cannot be known (then storage is walked again).
@@ -344,6 +348,7 @@ class _Run:
             for digest in repo.layers:
                 linked_from.setdefault(digest, []).append(name)
         position = 0
+        size = _FIRST_STEP
         walked = time.monotonic()
         walk = 0.0
         if self.follow is None and not self.options.dry_run:
@@ -359,13 +364,15 @@ class _Run:
                     pause = max(_REWALK_SECONDS, walk)
             batch_started = time.monotonic()
             while position < len(candidates) and time.monotonic() - batch_started < pause:
-                chunk = [
+                step = [
                     d
-                    for d in candidates[position : position + _CHUNK]
+                    for d in candidates[position : position + size]
                     if d not in self.marked and d not in self.fresh_links
                 ]
-                position += _CHUNK
-                await asyncio.gather(*(self._delete_blob(d, linked_from.get(d, ())) for d in chunk))
+                position += size
+                step_started = time.monotonic()
+                await self._delete_blobs(step, linked_from)
+                size = _next_size(size, time.monotonic() - step_started)
             self._publish()
             if self.progress is not None:
                 self.progress("sweep", position)
@@ -380,16 +387,20 @@ class _Run:
         await self._apply(changes)
         return _FOLLOW_SECONDS
 
-    async def _delete_blob(self, digest: str, repositories: Iterable[str]) -> None:
-        parsed = Digest.parse(digest)
-        info = self.inventory.blobs.pop(digest)
-        async with self.limit:
-            await self._remove(
-                layout.blob_dir(parsed), "blobs", Change("blob", digest=digest), info.size
+    async def _delete_blobs(self, digests: list[str], linked_from: dict[str, list[str]]) -> None:
+        """Delete the blobs `digests` and their layer links in `linked_from`, in one call."""
+        doomed: list[_Doomed] = []
+        for digest in digests:
+            parsed = Digest.parse(digest)
+            info = self.inventory.blobs.pop(digest)
+            doomed.append(
+                _Doomed(layout.blob_dir(parsed), "blobs", Change("blob", digest=digest), info.size)
             )
-        for name in repositories:
-            async with self.limit:
-                await self._remove_link(name, parsed)
+            for name in linked_from.get(digest, ()):
+                self.inventory.repositories[name].layers.pop(digest, None)
+                link = layout.layer_link(name, parsed).rpartition("/")[0]
+                doomed.append(_Doomed(link, "layer_links", Change("layer", name, digest=digest)))
+        await self._remove_many(doomed)
 
     def _publish(self) -> None:
         for change in self.unpublished:
@@ -440,10 +451,35 @@ class _Run:
                 if not self.lease.valid:
                     raise LeaseLost("lost the collection lease; stopped")
                 await self.driver.discard_incomplete_write(write)
+            else:
+                self.report.removed.append(f"{write.path} (unfinished write {write.handle})")
             self.report.freed["multipart"].add()
-            self.report.removed.append(f"{write.path} (unfinished write {write.handle})")
 
     # -- deleting --------------------------------------------------------------
+
+    async def _remove_many(self, doomed: list[_Doomed]) -> None:
+        """`_remove` of each of `doomed`, in one driver call."""
+        if not doomed:
+            return
+        if self.options.dry_run:
+            for item in doomed:
+                self.report.freed[item.kind].add(item.size)
+                self.report.removed.append(item.path)
+            return
+        if not self.lease.valid:
+            raise LeaseLost(f"lost the collection lease; stopped before deleting {doomed[0].path}")
+        try:
+            deleted = await self.driver.delete_many([item.path for item in doomed])
+        except BaseException:
+            # Any of them may be gone now. A change only tells the other
+            # processes to look again, so all of them are published.
+            self.unpublished.extend(item.change for item in doomed if item.change is not None)
+            raise
+        for item in doomed:
+            if item.path in deleted:  # already gone counts as not freed by us
+                if item.change is not None:
+                    self.unpublished.append(item.change)
+                self.report.freed[item.kind].add(item.size)
 
     async def _remove(self, path: str, kind: str, change: Change | None, size: int = 0) -> None:
         """Delete `path`, publish `change`, and count it, unless dry-running (then only count).
@@ -459,8 +495,9 @@ class _Run:
                 return
             if change is not None:
                 self.unpublished.append(change)
+        else:
+            self.report.removed.append(path)
         self.report.freed[kind].add(size)
-        self.report.removed.append(path)
 
     def _tally_examined(self) -> None:
         examined = self.report.examined
@@ -473,6 +510,26 @@ class _Run:
         for info in self.inventory.staged:
             examined["staged"].add(info.size)
         examined["uploads"].count = len(self.inventory.uploads)
+
+
+@dataclass(frozen=True, slots=True)
+class _Doomed:
+    """A path to delete: what it counts as in the report, and the change that says it went."""
+
+    path: str
+    kind: str
+    change: Change | None
+    size: int = 0
+
+
+def _next_size(size: int, took: float) -> int:
+    """How many blobs the next step of the sweep deletes, after `size` took `took` seconds.
+
+    Towards `_STEP_SECONDS` a step, at most doubling or halving at a time,
+    so that one slow call (a busy disk) does not swing it.
+    """
+    wanted = size * _STEP_SECONDS / max(took, 1e-3)
+    return max(1, size // 2, min(2 * size, round(wanted)))
 
 
 def _roots(repositories: dict[str, RepositoryState]) -> set[str]:

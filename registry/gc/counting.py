@@ -3,7 +3,9 @@
 A `DriverWrapper`, so every backend is counted alike. Walks are streams of
 listings the driver pages itself; they are counted as one listing per 1,000
 entries (plus one), which is what S3's ListObjectsV2 costs and an upper
-bound of the directory reads a filesystem walk makes per file.
+bound of the directory reads a filesystem walk makes per file. A
+`delete_many` counts once per path, as a `delete` of each would: on S3 each
+path is a listing, and the DeleteObjects requests they share are few.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class CountingDriver(DriverWrapper):
     async def observe(self, operation: str, path: str, call: Awaitable[T]) -> T:
         self.counts[operation] += 1
         return await call
+
+    async def _delete_many(self, paths: list[str]) -> set[str]:
+        self.counts["delete_many"] += len(paths)
+        return await self.inner._delete_many(paths)
 
     def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
         return self._paged(self.inner._walk(path, start_after))

@@ -25,8 +25,9 @@ class Tally:
 class GcReport:
     """What one collection did, or with `dry_run` would have done.
 
-    `removed` lists the paths deleted (or that would be), in the order they
-    went; `requests` counts storage operations by name.
+    `removed` lists, in a dry run, the paths that would be deleted, in the
+    order they would go (a real run keeps no list: it may delete millions);
+    `requests` counts storage operations by name.
     """
 
     dry_run: bool

@@ -68,7 +68,8 @@ class TestSweep:
         assert report.freed["blobs"].count == 1
         assert report.freed["blobs"].bytes == len(b"uploaded, never referenced")
         assert report.examined["blobs"].count == 5
-        assert report.requests["delete"] >= 2
+        assert report.requests["delete_many"] == 2  # the blob and its one link
+        assert report.removed == []  # listed in dry runs only: a real run may delete millions
 
     async def test_blobs_younger_than_the_grace_period_stay(self, driver: StorageDriver) -> None:
         orphan = await put_blob(driver, "team/app", b"just uploaded")
