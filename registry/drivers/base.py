@@ -342,6 +342,15 @@ class StorageDriver(ABC):
             with contextlib.suppress(PathNotFound):
                 await self._delete(path)
 
+    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]:
+        # One at a time: for drivers whose deletes cost nothing to batch.
+        deleted: builtins.set[str] = set()
+        for path in paths:
+            with contextlib.suppress(PathNotFound):
+                await self._delete(path)
+                deleted.add(path)
+        return deleted
+
     async def _stat_file(self, path: str) -> FileInfo:
         info = await self._stat(path)
         if info.is_dir:
@@ -376,9 +385,6 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def _delete(self, path: str) -> None: ...
-
-    @abstractmethod
-    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]: ...
 
 
 class _StagedWriter(FileWriter):

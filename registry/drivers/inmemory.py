@@ -8,7 +8,6 @@ lost with it.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -103,14 +102,6 @@ class InMemoryDriver(StorageDriver):
             found = found or bool(doomed)
         if not found:
             raise PathNotFound(self.name, path)
-
-    async def _delete_many(self, paths: list[str]) -> set[str]:
-        deleted: set[str] = set()
-        for path in paths:
-            with contextlib.suppress(PathNotFound):
-                await self._delete(path)
-                deleted.add(path)
-        return deleted
 
     def _below(self, path: str) -> list[str]:
         """Paths of the committed files below directory `path`, unordered."""
