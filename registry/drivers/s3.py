@@ -246,21 +246,24 @@ class S3Driver(StorageDriver):
 
     async def _writer(self, path: str, append: bool) -> FileWriter:
         state = await self._load_state(path)
-        if append:
-            if state is None:
-                raise PathNotFound(self.name, path)
-            return S3Writer(self, path, state, saved=True)
-        if state is not None:
+        if append and state is None:
+            raise PathNotFound(self.name, path)
+        if not append and state is not None:
             await self._discard_state(path, state)
-        return S3Writer(self, path, WriterState(None, [], io.BytesIO()), saved=False)
+            state = None
+        return self._writer_of(path, state)
 
     async def _resume_or_start_writer(self, path: str) -> tuple[FileWriter, bool]:
         # One GET of the saved state decides both ways: with none there is
         # nothing for a fresh writer to discard.
         state = await self._load_state(path)
+        return self._writer_of(path, state), state is not None
+
+    def _writer_of(self, path: str, state: WriterState | None) -> S3Writer:
+        """A writer resuming saved `state`, or with None a fresh one."""
         if state is None:
-            return S3Writer(self, path, WriterState(None, [], io.BytesIO()), saved=False), False
-        return S3Writer(self, path, state, saved=True), True
+            return S3Writer(self, path, WriterState(None, [], io.BytesIO()), saved=False)
+        return S3Writer(self, path, state, saved=True)
 
     async def _staged_writer(self, path: str) -> FileWriter:
         # A multipart upload is invisible until completed and independent of
