@@ -4,17 +4,14 @@ cannot be used, instead of a traceback."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from registry.cli import main
 from registry.config import S3Config
+from tests.e2e.processes import refused_start
 from tests.s3server import S3Server
-
-CARGOBAY = Path(sys.executable).with_name("cargobay")
 
 
 def write_config(path: Path, storage: str) -> Path:
@@ -94,16 +91,7 @@ class TestServeStartUp:
             tmp_path / "c.toml", s3_storage(moto_s3.config(bucket="no-such-bucket"))
         )
 
-        result = subprocess.run(
-            [str(CARGOBAY), "serve", "--config", str(config), "--workers", workers],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-        assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1] == (
+        assert refused_start(config, workers) == (
             "cargobay: cannot use storage: the bucket 'no-such-bucket' does not exist at "
             f"{moto_s3.endpoint_url}."
         )

@@ -34,6 +34,20 @@ STOP_TIMEOUT = 10.0
 SKOPEO_TIMEOUT = 60.0
 
 
+def refused_start(config: Path, workers: str) -> str:
+    """Run `cargobay serve --config config --workers workers`, which must refuse to start:
+    exit 1 with no traceback. Returns the last line it printed, its one sentence."""
+    result = subprocess.run(
+        [str(CARGOBAY), "serve", "--config", str(config), "--workers", workers],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -29,8 +29,7 @@ from registry.metrics import (
     serve_workers_metrics,
     worker_exited,
 )
-
-CARGOBAY = Path(sys.executable).with_name("cargobay")
+from tests.e2e.processes import refused_start
 
 MASTER = textwrap.dedent(
     """
@@ -198,15 +197,6 @@ class TestServeWithATakenAddress:
             f'[metrics]\naddr = "127.0.0.1:{taken}"\n'
         )
 
-        result = subprocess.run(
-            [str(CARGOBAY), "serve", "--config", str(config), "--workers", workers],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-        assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1] == (
+        assert refused_start(config, workers) == (
             f"cargobay: cannot serve metrics on 127.0.0.1:{taken}{shared}: Address already in use"
         )
