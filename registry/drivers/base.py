@@ -271,30 +271,20 @@ class StorageDriver(ABC):
         """
         await self._delete(self.check_path(path))
 
-    async def delete_many(self, paths: Sequence[str]) -> builtins.set[str]:
-        """Delete each of `paths` as `delete` would (the file there, or the directory and
-        everything below it); the paths that had something to delete.
-
-        For bulk deletion (garbage collection): the backend deletes the paths
-        side by side or in few requests (S3: a listing per path, then one
-        DeleteObjects per 1,000 keys), so a call takes about as long as its
-        paths together take to delete; callers size their calls. A path with
-        nothing at it is skipped, not an error, and left out of the result.
-        Paths are deleted in no promised order. On error (`StorageError`)
-        any of the paths may have been deleted, wholly or in part, and the
-        rest are left as they were; what is left of a path partly deleted is
-        still deleted by another call with it.
-        """
-        return await self._delete_many([self.check_path(path) for path in paths])
-
     async def delete_files(self, paths: Sequence[str]) -> None:
         """Delete the files at `paths`, then the directory holding each if that left it
         empty; a path with no file is skipped, not an error.
 
         For callers that know which files a directory holds (an upload
-        session's): S3 deletes them in one request, where `delete` of the
-        directory must list it first. A closed writer's saved state on one of
-        the paths is left, as `delete` of the path leaves it.
+        session's, and every file garbage collection found in its walk): S3
+        deletes up to 1,000 in one request, where `delete` of a directory must
+        list it first, and the filesystem deletes a long list side by side in
+        worker threads. A call takes about as long as its files together take
+        to delete; bulk callers size their calls. Files are deleted in no
+        promised order. On error (`StorageError`) any of them may have been
+        deleted; another call with the same paths deletes the rest. A closed
+        writer's saved state on one of the paths is left, as `delete` of the
+        path leaves it.
         """
         await self._delete_files([self.check_path(path) for path in paths])
 
@@ -341,15 +331,6 @@ class StorageDriver(ABC):
         for path in paths:
             with contextlib.suppress(PathNotFound):
                 await self._delete(path)
-
-    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]:
-        # One at a time: for drivers whose deletes cost nothing to batch.
-        deleted: builtins.set[str] = set()
-        for path in paths:
-            with contextlib.suppress(PathNotFound):
-                await self._delete(path)
-                deleted.add(path)
-        return deleted
 
     async def _stat_file(self, path: str) -> FileInfo:
         info = await self._stat(path)

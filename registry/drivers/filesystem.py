@@ -43,6 +43,9 @@ _WALK_BATCH = 1000
 # What the OS raises when a lookup finds no file at a path: the path is
 # absent, a parent is a file, or a directory sits where a file was expected.
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+# Fewer files than this a thread go in one thread: an upload session's few
+# files are not worth a thread hop each.
+_FILES_PER_THREAD = 64
 
 
 class FilesystemDriver(StorageDriver):
@@ -195,33 +198,22 @@ class FilesystemDriver(StorageDriver):
         with _lookup_errors(self.name, path):
             await asyncio.to_thread(_delete_tree, self._full(path))
 
-    async def _delete_many(self, paths: list[str]) -> set[str]:
-        # Split among `bulk_concurrency` worker threads: unlinking is mostly
-        # waiting on the filesystem, and four threads deleted 2.6 times as
-        # fast as one.
-        threads = min(self.bulk_concurrency, len(paths))
-        groups = [paths[i::threads] for i in range(threads)]
-        done = await asyncio.gather(
-            *(asyncio.to_thread(self._delete_trees, group) for group in groups)
-        )
-        return {path for group in done for path in group}
-
-    def _delete_trees(self, paths: list[str]) -> set[str]:
-        """Delete each of `paths` in this thread; those that were there."""
-        deleted: set[str] = set()
-        for path in paths:
-            try:
-                _delete_tree(self._full(path))
-            except _MISSING:
-                continue
-            except OSError as exc:
-                raise StorageError(self.name, path, exc.strerror) from exc
-            deleted.add(path)
-        return deleted
-
     async def _delete_files(self, paths: list[str]) -> None:
+        # A long list (garbage collection's) is split among worker threads:
+        # unlinking is mostly waiting on the filesystem, and four threads
+        # deleted 2.6 times as fast as one. In contiguous pieces, so that the
+        # files of one directory mostly go in one thread; where they do not,
+        # the thread that unlinks a directory's last file removes it.
+        fulls = [self._full(path) for path in paths]
+        threads = max(1, min(self.bulk_concurrency, len(fulls) // _FILES_PER_THREAD))
+        share = -(-len(fulls) // threads)
         with _storage_errors(self.name, paths[0] if paths else "/"):
-            await asyncio.to_thread(_delete_files, [self._full(path) for path in paths])
+            await asyncio.gather(
+                *(
+                    asyncio.to_thread(_delete_files, fulls[start : start + share])
+                    for start in range(0, len(fulls), share or 1)
+                )
+            )
 
 
 class _FileWriter(FileWriter):
@@ -430,7 +422,7 @@ def _delete_tree(full: str) -> None:
 
 def _delete_files(fulls: list[str]) -> None:
     for full in fulls:
-        with suppress(FileNotFoundError):
+        with suppress(*_MISSING):
             os.unlink(full)
     for directory in sorted({os.path.dirname(full) for full in fulls}, reverse=True):
         # Not empty (or gone already) is fine: only emptied directories go.

@@ -352,50 +352,39 @@ class S3Driver(StorageDriver):
             await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(source))
 
     async def _delete(self, path: str) -> None:
-        if path not in await self._delete_many([path]):
-            raise PathNotFound(self.name, path)
-
-    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]:
-        # Each path's objects, and the object at the path itself, go in
-        # shared DeleteObjects requests (a missing key is no error there): a
-        # directory costs a listing and a share of a delete, with no HEAD; a
-        # path with nothing below it costs a HEAD too. Markers go last, once
-        # everything below them is gone (see `_tree_keys`).
-        limit = asyncio.Semaphore(self.bulk_concurrency)
-        keys = _KeyBatches(self, paths[0] if paths else "/")
+        # The objects below the path, and the object at the path itself, go
+        # in DeleteObjects requests (a missing key is no error there): a
+        # directory costs a listing and a delete, with no HEAD; a path with
+        # nothing below it costs a HEAD too. Markers go last, once everything
+        # below them is gone (see `_tree_keys`).
+        keys = _KeyBatches(self, path)
         markers: builtins.set[str] = set()
-        deleted: builtins.set[str] = set()
-
-        async def collect(path: str) -> None:
-            async with limit:
-                if not await self._tree_keys(path, keys, markers):
-                    try:
-                        await self._head(path)
-                    except PathNotFound:
-                        return
-                await keys.add(self.key(path))
-                deleted.add(path)
-
-        results = await asyncio.gather(*(collect(p) for p in paths), return_exceptions=True)
+        if not await self._tree_keys(path, keys, markers):
+            await self._head(path)
+        await keys.add(self.key(path))
         await keys.flush()
         # Reversed, every marker comes before the markers above it.
         for marker in sorted(markers, reverse=True):
             await keys.add(marker)
         await keys.flush()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return deleted
 
     async def _delete_files(self, paths: builtins.list[str]) -> None:
-        # The directories' markers go too (see `_tree_keys`): deleting a
-        # marker of a directory still holding objects changes nothing.
-        if not paths:
-            return
+        # The directories' markers go too (see `_tree_keys`), after every
+        # file: deleting a marker of a directory still holding objects
+        # changes nothing. The requests of each of the two rounds go side by
+        # side.
         keys = [self.key(path) for path in paths]
-        keys += sorted({key.rpartition("/")[0] + "/" for key in keys if "/" in key})
-        for start in range(0, len(keys), _BATCH):
-            await self._delete_keys(paths[0], keys[start : start + _BATCH])
+        markers = sorted({key.rpartition("/")[0] + "/" for key in keys if "/" in key})
+        limit = asyncio.Semaphore(self.bulk_concurrency)
+
+        async def delete(batch: builtins.list[str]) -> None:
+            async with limit:
+                await self._delete_keys(paths[0], batch)
+
+        for round_ in (keys, markers):
+            await asyncio.gather(
+                *(delete(round_[n : n + _BATCH]) for n in range(0, len(round_), _BATCH))
+            )
 
     async def _redirect_url(self, path: str, method: str) -> str | None:
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)

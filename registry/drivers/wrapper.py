@@ -107,10 +107,6 @@ class DriverWrapper(StorageDriver):
     async def _delete(self, path: str) -> None:
         await self.observe("delete", path, self.inner._delete(path))
 
-    async def _delete_many(self, paths: builtins.list[str]) -> builtins.set[str]:
-        where = paths[0] if paths else "/"
-        return await self.observe("delete_many", where, self.inner._delete_many(paths))
-
     async def _delete_files(self, paths: builtins.list[str]) -> None:
         where = paths[0] if paths else "/"
         await self.observe("delete_files", where, self.inner._delete_files(paths))

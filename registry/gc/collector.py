@@ -71,7 +71,7 @@ _REWALK_SECONDS = 1.0
 # (or ten times as long as a walk takes).
 _FOLLOW_SECONDS = 0.2
 _BACKSTOP_SECONDS = 60.0
-# The sweep deletes blobs and their layer links a driver call (`delete_many`)
+# The sweep deletes blobs and their layer links a driver call (`delete_files`)
 # at a time, each sized to take about this long: long enough that what a call
 # costs whatever its size does not count, short enough that the lease is
 # checked, and the feed read, about as often as when blobs went one by one.
@@ -388,19 +388,22 @@ class _Run:
         return _FOLLOW_SECONDS
 
     async def _delete_blobs(self, digests: list[str], linked_from: dict[str, list[str]]) -> None:
-        """Delete the blobs `digests` and their layer links in `linked_from`, in one call."""
+        """Delete the blobs `digests` and their layer links in `linked_from`, in one call.
+
+        By the files the walk found: a blob's directory holds its `data`, a
+        layer link's its `link`, and deleting the file takes the emptied
+        directory with it, with no listing.
+        """
         doomed: list[_Doomed] = []
         for digest in digests:
             parsed = Digest.parse(digest)
             info = self.inventory.blobs.pop(digest)
-            doomed.append(
-                _Doomed(layout.blob_dir(parsed), "blobs", Change("blob", digest=digest), info.size)
-            )
+            doomed.append(_Doomed(info.path, "blobs", Change("blob", digest=digest), info.size))
             for name in linked_from.get(digest, ()):
                 self.inventory.repositories[name].layers.pop(digest, None)
-                link = layout.layer_link(name, parsed).rpartition("/")[0]
+                link = layout.layer_link(name, parsed)
                 doomed.append(_Doomed(link, "layer_links", Change("layer", name, digest=digest)))
-        await self._remove_many(doomed)
+        await self._remove_files(doomed)
 
     def _publish(self) -> None:
         for change in self.unpublished:
@@ -457,8 +460,13 @@ class _Run:
 
     # -- deleting --------------------------------------------------------------
 
-    async def _remove_many(self, doomed: list[_Doomed]) -> None:
-        """`_remove` of each of `doomed`, in one driver call."""
+    async def _remove_files(self, doomed: list[_Doomed]) -> None:
+        """Delete the files `doomed` in one driver call, publish and count them.
+
+        Unlike `_remove`, a file the walk found that something else deleted
+        since still counts as freed: S3 cannot tell which keys a DeleteObjects
+        found.
+        """
         if not doomed:
             return
         if self.options.dry_run:
@@ -469,17 +477,13 @@ class _Run:
         if not self.lease.valid:
             raise LeaseLost(f"lost the collection lease; stopped before deleting {doomed[0].path}")
         try:
-            deleted = await self.driver.delete_many([item.path for item in doomed])
-        except BaseException:
-            # Any of them may be gone now. A change only tells the other
+            await self.driver.delete_files([item.path for item in doomed])
+        finally:
+            # On error any of them may be gone. A change only tells the other
             # processes to look again, so all of them are published.
             self.unpublished.extend(item.change for item in doomed if item.change is not None)
-            raise
         for item in doomed:
-            if item.path in deleted:  # already gone counts as not freed by us
-                if item.change is not None:
-                    self.unpublished.append(item.change)
-                self.report.freed[item.kind].add(item.size)
+            self.report.freed[item.kind].add(item.size)
 
     async def _remove(self, path: str, kind: str, change: Change | None, size: int = 0) -> None:
         """Delete `path`, publish `change`, and count it, unless dry-running (then only count).

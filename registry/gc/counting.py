@@ -4,8 +4,9 @@ A `DriverWrapper`, so every backend is counted alike. Walks are streams of
 listings the driver pages itself; they are counted as one listing per 1,000
 entries (plus one), which is what S3's ListObjectsV2 costs and an upper
 bound of the directory reads a filesystem walk makes per file. A
-`delete_many` counts once per path, as a `delete` of each would: on S3 each
-path is a listing, and the DeleteObjects requests they share are few.
+`delete_files` call counts the same way, one per 1,000 files (plus one):
+S3 deletes up to 1,000 keys a request (the directories' markers go in as
+many again, and are not counted).
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ class CountingDriver(DriverWrapper):
         self.counts[operation] += 1
         return await call
 
-    async def _delete_many(self, paths: list[str]) -> set[str]:
-        self.counts["delete_many"] += len(paths)
-        return await self.inner._delete_many(paths)
+    async def _delete_files(self, paths: list[str]) -> None:
+        self.counts["delete_files"] += 1 + len(paths) // _PAGE
+        await self.inner._delete_files(paths)
 
     def _walk(self, path: str, start_after: str | None) -> AsyncIterator[FileInfo]:
         return self._paged(self.inner._walk(path, start_after))

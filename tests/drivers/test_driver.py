@@ -81,7 +81,7 @@ PATH_METHODS: dict[str, PathCall] = {
     "move-source": lambda d, p: d.move(p, "/ok"),
     "move-dest": lambda d, p: d.move("/ok", p),
     "delete": lambda d, p: d.delete(p),
-    "delete_many": lambda d, p: d.delete_many(["/ok", p]),
+    "delete_files": lambda d, p: d.delete_files(["/ok", p]),
     "redirect_url": lambda d, p: d.redirect_url(p),
 }
 
@@ -720,57 +720,6 @@ class TestDelete:
             await driver.writer("/uploads/1/data", append=True)
 
 
-class TestDeleteMany:
-    async def test_delete_many_removes_files_and_directories_and_names_what_was_there(
-        self, driver: StorageDriver
-    ) -> None:
-        await put_all(driver, ["/d/f", "/d/a/x", "/d/a/sub/y", "/d/a-b", "/d/ab/h", "/d/keep"])
-        deleted = await driver.delete_many(["/d/f", "/d/a", "/d/ab", "/d/missing", "/e"])
-        assert deleted == {"/d/f", "/d/a", "/d/ab"}
-        assert await walk_paths(driver, "/d") == ["/d/a-b", "/d/keep"]
-        assert await driver.list("/d") == ["/d/a-b", "/d/keep"]
-        for gone in ("/d/f", "/d/a", "/d/ab"):
-            with pytest.raises(PathNotFound):
-                await driver.stat(gone)
-
-    async def test_delete_many_of_nothing_or_only_missing_paths_deletes_nothing(
-        self, driver: StorageDriver
-    ) -> None:
-        await put_all(driver, ["/d/f"])
-        assert await driver.delete_many([]) == set()
-        assert await driver.delete_many(["/d/missing", "/d/f/below"]) == set()
-        assert await walk_paths(driver, "/d") == ["/d/f"]
-
-    async def test_delete_many_of_directories_leaves_no_empty_directory_to_list(
-        self, driver: StorageDriver
-    ) -> None:
-        await put_all(driver, ["/r/_layers/a/link", "/r/_layers/b/link", "/r/_uploads/1/data"])
-        await driver.delete_many(["/r/_layers/a", "/r/_layers/b"])
-        with pytest.raises(PathNotFound):
-            await driver.list("/r/_layers")
-        assert await walk_paths(driver, "/r") == ["/r/_uploads/1/data"]
-
-    async def test_delete_many_discards_closed_writers_below_its_directories(
-        self, driver: StorageDriver
-    ) -> None:
-        await driver.put_content("/uploads/1/startedat", b"now")
-        writer = await driver.writer("/uploads/1/data")
-        await writer.write(b"partial")
-        await writer.close()
-        assert await driver.delete_many(["/uploads/1"]) == {"/uploads/1"}
-        with pytest.raises(PathNotFound):
-            await driver.writer("/uploads/1/data", append=True)
-
-    async def test_delete_many_of_more_paths_than_one_request_holds_deletes_them_all(
-        self, driver: StorageDriver
-    ) -> None:
-        """S3 deletes at most 1,000 keys a request: these are 1,200 objects and their markers."""
-        paths = [f"/b/{n:02x}/{n:04d}" for n in range(600)]
-        await asyncio.gather(*(put_all(driver, [f"{p}/data", f"{p}/link"]) for p in paths))
-        assert await driver.delete_many(paths) == set(paths)
-        assert await walk_paths(driver, "/b") == []
-
-
 class TestDeleteFiles:
     async def test_delete_files_removes_them_and_the_directory_they_leave_empty(
         self, driver: StorageDriver
@@ -790,6 +739,27 @@ class TestDeleteFiles:
         await driver.delete_files(["/d/a"])
         assert await driver.list("/d") == ["/d/b", "/d/sub"]
         assert await walk_paths(driver, "/d") == ["/d/b", "/d/sub/c"]
+
+    async def test_delete_files_of_directories_leaves_no_empty_directory_to_list(
+        self, driver: StorageDriver
+    ) -> None:
+        await put_all(driver, ["/r/_layers/a/link", "/r/_layers/b/link", "/r/_uploads/1/data"])
+        await driver.delete_files(["/r/_layers/a/link", "/r/_layers/b/link"])
+        with pytest.raises(PathNotFound):
+            await driver.list("/r/_layers")
+        assert await walk_paths(driver, "/r") == ["/r/_uploads/1/data"]
+
+    async def test_delete_files_of_more_files_than_one_request_holds_deletes_them_all(
+        self, driver: StorageDriver
+    ) -> None:
+        """S3 deletes at most 1,000 keys a request: these are 1,200 objects and their markers."""
+        paths = [f"/b/{n:02x}/{n:04d}" for n in range(600)]
+        await asyncio.gather(*(put_all(driver, [f"{p}/data", f"{p}/link"]) for p in paths))
+        await driver.delete_files([f"{p}/{name}" for p in paths for name in ("data", "link")])
+        assert await walk_paths(driver, "/b") == []
+        for directory in paths[::100]:
+            with pytest.raises(PathNotFound):
+                await driver.stat(directory)
 
     async def test_delete_files_skips_paths_with_no_file(self, driver: StorageDriver) -> None:
         await put_all(driver, ["/d/a"])

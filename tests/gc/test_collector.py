@@ -68,7 +68,7 @@ class TestSweep:
         assert report.freed["blobs"].count == 1
         assert report.freed["blobs"].bytes == len(b"uploaded, never referenced")
         assert report.examined["blobs"].count == 5
-        assert report.requests["delete_many"] == 2  # the blob and its one link
+        assert report.requests["delete_files"] == 1  # the blob and its one link, together
         assert report.removed == []  # listed in dry runs only: a real run may delete millions
 
     async def test_blobs_younger_than_the_grace_period_stay(self, driver: StorageDriver) -> None:
@@ -105,8 +105,8 @@ class TestSweep:
         report = await collect(driver, options, published, lease=lease(driver), clock=later(2))
         assert await every_file(driver) == before
         assert published == []
-        assert layout.blob_dir(Digest.parse(orphan)) in report.removed
-        assert layout.blob_dir(Digest.parse(untagged["own"])) in report.removed
+        assert layout.blob_data(Digest.parse(orphan)) in report.removed
+        assert layout.blob_data(Digest.parse(untagged["own"])) in report.removed
         assert (
             layout.manifest_revision_dir("team/app", Digest.parse(untagged["manifest"]))
             in report.removed

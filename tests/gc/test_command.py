@@ -58,7 +58,7 @@ class TestCommand:
         orphan = seed(tmp_path / "data")
         assert cli.main(["gc", "--config", str(config), "--grace", "0", "--dry-run"]) == 0
         out = capsys.readouterr().out
-        assert layout.blob_dir(Digest.parse(orphan)) in out
+        assert layout.blob_data(Digest.parse(orphan)) in out
         assert "nothing was deleted" in out
         assert exists(tmp_path / "data", orphan)
 

@@ -52,12 +52,12 @@ class TestDriverMetrics:
 
     async def test_a_bulk_deletion_is_one_operation_whatever_its_size(self) -> None:
         driver = DriverMetrics(InMemoryDriver())
-        before = count("inmemory", "delete_many", "ok")
+        before = count("inmemory", "delete_files", "ok")
 
         await driver.put_content(PATH, b"x")
-        await driver.delete_many([PATH, PATH + "-missing", PATH + "-other"])
+        await driver.delete_files([PATH, PATH + "-missing", PATH + "-other"])
 
-        assert count("inmemory", "delete_many", "ok") - before == 1
+        assert count("inmemory", "delete_files", "ok") - before == 1
 
     async def test_failures_are_counted_as_errors_and_still_raised(self) -> None:
         driver = DriverMetrics(_Broken(InMemoryDriver()))
