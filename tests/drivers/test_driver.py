@@ -631,6 +631,15 @@ class TestWalk:
         await put_all(driver, self.FILES)
         assert await walk_paths(driver, "/w/a") == ["/w/a/b", "/w/a/c-", "/w/a/c/d"]
 
+    async def test_walk_of_more_files_than_a_listing_page_yields_them_all_in_order(
+        self, driver: StorageDriver
+    ) -> None:
+        """S3 lists 1,000 keys a page, and walks a longer tree in pieces side by side."""
+        deep = [f"/w/{d}/{n:03d}/f" for d in ("a", "a.c", "b") for n in range(150)]
+        files = [*deep, *(f"/w/a/{n:03d}-x" for n in range(600)), *self.FILES, "/w/z"]
+        await asyncio.gather(*(put_all(driver, files[n::16]) for n in range(16)))
+        assert await walk_paths(driver, "/w") == sorted(set(files))
+
     async def test_walk_of_missing_path_yields_nothing(self, driver: StorageDriver) -> None:
         assert await walk_paths(driver, "/missing") == []
 
