@@ -460,20 +460,13 @@ class S3Driver(StorageDriver):
     async def _delete_files(self, paths: builtins.list[str]) -> None:
         # The directories' markers go too (see `_tree_keys`), after every
         # file: deleting a marker of a directory still holding objects
-        # changes nothing. The requests of each of the two rounds go side by
-        # side.
+        # changes nothing. One request at a time: a server deletes key by
+        # key (SeaweedFS spends ~0.8 ms of CPU a key), and garbage
+        # collection's deletes must leave it the capacity to serve.
         keys = [self.key(path) for path in paths]
-        markers = sorted({key.rpartition("/")[0] + "/" for key in keys if "/" in key})
-        limit = asyncio.Semaphore(self.bulk_concurrency)
-
-        async def delete(batch: builtins.list[str]) -> None:
-            async with limit:
-                await self._delete_keys(paths[0], batch)
-
-        for round_ in (keys, markers):
-            await asyncio.gather(
-                *(delete(round_[n : n + _BATCH]) for n in range(0, len(round_), _BATCH))
-            )
+        keys += sorted({key.rpartition("/")[0] + "/" for key in keys if "/" in key})
+        for start in range(0, len(keys), _BATCH):
+            await self._delete_keys(paths[0], keys[start : start + _BATCH])
 
     async def _redirect_url(self, path: str, method: str) -> str | None:
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
