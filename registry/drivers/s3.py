@@ -562,9 +562,7 @@ class S3Driver(StorageDriver):
             message = f"{first.get('Code')}: {first.get('Message')}"
             raise StorageError(self.name, path, f"DeleteObjects left {len(failed)} keys: {message}")
 
-    async def _tree_keys(
-        self, path: str, keys: _KeyBatches, markers: builtins.set[str]
-    ) -> bool:
+    async def _tree_keys(self, path: str, keys: _KeyBatches, markers: builtins.set[str]) -> bool:
         """Hand every object below directory `path` to `keys`, and the directory markers
         (`<dir>/` keys) of `path` and of every directory below it to `markers`; whether
         there was any object.
