@@ -34,8 +34,8 @@ Where the copies live (`--backend`):
   straight; one more collection by each, on copies of their own, goes through
   the counting proxy (`bench.s3count`), which names every request's S3
   operation and key kind. The proxy adds latency to every request (at the
-  quick size it made Distribution's serial collection 57% slower, ours 8%),
-  so those two are reported but not compared. Blobs left are read from a
+  quick size it made Distribution's serial collection 57-81% slower, ours
+  8-56%), so those two are reported but not compared. Blobs left are read from a
   listing of each bucket.
 
 Seeding straight into storage is what makes 100,000 blobs affordable on a
