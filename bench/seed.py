@@ -190,8 +190,8 @@ def seed_filesystem(root: Path, spec: DataSet, processes: int = 2) -> int:
 # -- SeaweedFS -------------------------------------------------------------------------
 
 
-async def _filer_put(filer: str, bucket: str, prefix: str,
-                     items: Iterator[tuple[str, bytes]], concurrency: int) -> int:
+async def filer_put(filer: str, bucket: str, prefix: str,
+                    items: Iterator[tuple[str, bytes]], concurrency: int) -> int:
     """PUT each item through the SeaweedFS filer's HTTP API, `concurrency` in flight."""
     count = 0
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(concurrency * 4)
@@ -225,7 +225,7 @@ async def _filer_put(filer: str, bucket: str, prefix: str,
 def _s3_part(args: tuple[str, str, str, DataSet, int, int, bool]) -> int:
     filer, bucket, prefix, spec, first, stop, blobs = args
     items = blob_items(spec) if blobs else repo_items(spec, first, stop)
-    return asyncio.run(_filer_put(filer, bucket, prefix, items, 48))
+    return asyncio.run(filer_put(filer, bucket, prefix, items, 48))
 
 
 def seed_seaweedfs(filer: str, bucket: str, prefix: str, spec: DataSet,

@@ -157,20 +157,11 @@ class S3Target:
 # -- Cargobay --------------------------------------------------------------------------
 
 
-def cargobay(
+def cargobay_config(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
-    redirect: bool = False, extra_env: dict[str, str] | None = None, workers: int = 1,
-    extra_config: str = "",
-    observed: bool = False,
-) -> Process:
-    """Cargobay on `root` (filesystem) or `s3`, logging errors only, no access log.
-
-    `workers` processes serve the port (`--workers`); the bench measures one
-    unless a phase asks for more. `extra_config` is TOML appended to the file
-    (a section other than those above). `observed`: as an operator would run it
-    instead: Prometheus metrics on (multiprocess mode, a listener of their own) and
-    a JSON access line per request, written to its log.
-    """
+    redirect: bool = False, workers: int = 1, extra_config: str = "", observed: bool = False,
+) -> Path:
+    """Write Cargobay's configuration for `cargobay(...)` (which see) and `cargobay gc`."""
     lines = ["[http]", f'addr = "127.0.0.1:{port}"', f"workers = {workers}", "[storage]"]
     if s3 is None:
         assert root is not None
@@ -189,6 +180,27 @@ def cargobay(
         lines += ["[log]", 'level = "error"', "access_log = false"]
     config = workdir / f"cargobay-{port}.toml"
     config.write_text("\n".join(lines) + "\n" + extra_config)
+    return config
+
+
+def cargobay(
+    workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
+    redirect: bool = False, extra_env: dict[str, str] | None = None, workers: int = 1,
+    extra_config: str = "",
+    observed: bool = False,
+) -> Process:
+    """Cargobay on `root` (filesystem) or `s3`, logging errors only, no access log.
+
+    `workers` processes serve the port (`--workers`); the bench measures one
+    unless a phase asks for more. `extra_config` is TOML appended to the file
+    (a section other than those above). `observed`: as an operator would run it
+    instead: Prometheus metrics on (multiprocess mode, a listener of their own) and
+    a JSON access line per request, written to its log.
+    """
+    config = cargobay_config(
+        workdir, port, root=root, s3=s3, redirect=redirect, workers=workers,
+        extra_config=extra_config, observed=observed,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOBAY_")}
     env.update(extra_env or {})
     return Process(
@@ -201,16 +213,12 @@ def cargobay(
 # -- CNCF Distribution -----------------------------------------------------------------
 
 
-def distribution(
+def distribution_config(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
     redirect: bool = False, proxy_remote: str = "", access_log: bool = False,
-    log_name: str = "distribution",
-) -> Process:
-    """Distribution 2.8 with the background work a benchmark must not see turned off.
-
-    With `proxy_remote`, a pull-through cache of that registry (`proxy.remoteurl`);
-    with `access_log`, every request is logged to `<log_name>.log`.
-    """
+) -> Path:
+    """Write Distribution's configuration for `distribution(...)` (which see) and
+    `docker-registry garbage-collect`."""
     if s3 is None:
         assert root is not None
         storage: dict[str, object] = {"filesystem": {"rootdirectory": str(root)}}
@@ -236,11 +244,31 @@ def distribution(
         config["proxy"] = {"remoteurl": proxy_remote}
     path = workdir / f"distribution-{port}.yml"
     path.write_text(json.dumps(config, indent=1))  # JSON is YAML
-    # Distribution 2.8 panics at start-up if AWS_CA_BUNDLE is set.
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    return path
+
+
+def distribution_env() -> dict[str, str]:
+    """The environment to run Distribution in: 2.8 panics at start-up if AWS_CA_BUNDLE is set."""
+    return {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+
+
+def distribution(
+    workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
+    redirect: bool = False, proxy_remote: str = "", access_log: bool = False,
+    log_name: str = "distribution",
+) -> Process:
+    """Distribution 2.8 with the background work a benchmark must not see turned off.
+
+    With `proxy_remote`, a pull-through cache of that registry (`proxy.remoteurl`);
+    with `access_log`, every request is logged to `<log_name>.log`.
+    """
+    path = distribution_config(
+        workdir, port, root=root, s3=s3, redirect=redirect, proxy_remote=proxy_remote,
+        access_log=access_log,
+    )
     return Process(
         log_name, [DISTRIBUTION, "serve", path], workdir / f"{log_name}.log",
-        lambda: http_ok(f"http://127.0.0.1:{port}/v2/"), env=env,
+        lambda: http_ok(f"http://127.0.0.1:{port}/v2/"), env=distribution_env(),
         url=f"http://127.0.0.1:{port}", ready_timeout=REGISTRY_READY_TIMEOUT,
     )
 
@@ -326,7 +354,11 @@ class SeaweedFS:
         ).start()
         from bench.s3util import ensure_buckets
 
-        ensure_buckets(self.endpoint, buckets)
+        try:
+            ensure_buckets(self.endpoint, buckets)
+        except BaseException:
+            self.process.kill()  # no caller holds this object yet to stop it
+            raise
         return self
 
     def s3_requests(self) -> dict[str, int]:
