@@ -362,12 +362,14 @@ class S3Driver(StorageDriver):
                 if isinstance(piece, FileInfo):
                     yield piece
                     continue
-                _, queue = lists.pop(number)
+                _, queue = lists[number]
                 while (files := await queue.get()) is not None:
                     if isinstance(files, Exception):
                         raise files
                     for info in files:
                         yield info
+                # Only once drained: a walk closed midway cancels this one too.
+                del lists[number]
         finally:
             for task, _ in lists.values():
                 task.cancel()

@@ -640,6 +640,22 @@ class TestWalk:
         await asyncio.gather(*(put_all(driver, files[n::16]) for n in range(16)))
         assert await walk_paths(driver, "/w") == sorted(set(files))
 
+    async def test_walk_closed_midway_leaves_no_listing_running(
+        self, driver: StorageDriver
+    ) -> None:
+        files = [f"/w/{d:02d}/{n:03d}" for d in range(20) for n in range(60)]
+        await asyncio.gather(*(put_all(driver, files[n::16]) for n in range(16)))
+        before = asyncio.all_tasks()
+        walk = driver.walk("/w")
+        assert (await anext(walk)).path == files[0]
+        await walk.aclose()
+        for _ in range(100):  # the listings end as their cancellations are delivered
+            if not asyncio.all_tasks() - before:
+                break
+            await asyncio.sleep(0.01)
+        assert asyncio.all_tasks() - before == set()
+        assert await walk_paths(driver, "/w") == files
+
     async def test_walk_of_missing_path_yields_nothing(self, driver: StorageDriver) -> None:
         assert await walk_paths(driver, "/missing") == []
 
