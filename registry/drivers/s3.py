@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from registry import __version__
 from registry.config import ConfigError, S3Config
 from registry.drivers.base import FileInfo, FileWriter, IncompleteWrite, StorageDriver
+from registry.drivers.s3walk import walk_in_pieces
 from registry.drivers.s3writer import (
     MAX_PART_SIZE,
     MIN_PART_SIZE,
@@ -53,10 +54,6 @@ CHUNK_SIZE = 1024 * 1024
 
 # Keys per ListObjectsV2 page and per DeleteObjects request: S3's maximum for both.
 _BATCH = 1000
-# A walk lists directories side by side (`_walk_pieces`), found by splitting
-# the tree at most this many levels deep, each at most this many pages ahead.
-_SPLIT_LEVELS = 3
-_PAGES_AHEAD = 2
 
 _COMPONENT_RE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -318,7 +315,7 @@ class S3Driver(StorageDriver):
             if first and page.get("IsTruncated"):
                 # More than a page: listed in pieces side by side instead,
                 # this first page asked for again.
-                async for info in self._walk_pieces(path):
+                async for info in walk_in_pieces(self, path):
                     yield info
                 return
             first = False
@@ -331,80 +328,6 @@ class S3Driver(StorageDriver):
             found = self._path(item["Key"])
             if self._is_path(found):
                 yield FileInfo(found, item["Size"], item["LastModified"].timestamp(), False)
-
-    async def _walk_pieces(self, path: str) -> AsyncIterator[FileInfo]:
-        """`_walk` of all of `path`, listing its directories side by side, in byte order.
-
-        A listing is a chain of pages, each asked for once the last has come:
-        `path` is split into the directories `_pieces` finds, and up to
-        `bulk_concurrency` of them are listed at once, each at most
-        `_PAGES_AHEAD` pages ahead of what has been yielded.
-        """
-        pieces = await self._pieces(path)
-        lists: dict[int, tuple[asyncio.Task[None], asyncio.Queue[Any]]] = {}
-
-        async def fill(directory: str, queue: asyncio.Queue[Any]) -> None:
-            try:
-                async for page in self._pages(directory, Prefix=self.key(directory) + "/"):
-                    await queue.put(builtins.list(self._files(page)))
-            except Exception as exc:  # raised where the piece is read
-                await queue.put(exc)
-                return
-            await queue.put(None)
-
-        try:
-            for number, piece in enumerate(pieces):
-                for ahead in range(number, min(number + self.bulk_concurrency, len(pieces))):
-                    directory = pieces[ahead]
-                    if isinstance(directory, str) and ahead not in lists:
-                        queue: asyncio.Queue[Any] = asyncio.Queue(_PAGES_AHEAD)
-                        lists[ahead] = (asyncio.ensure_future(fill(directory, queue)), queue)
-                if isinstance(piece, FileInfo):
-                    yield piece
-                    continue
-                _, queue = lists[number]
-                while (files := await queue.get()) is not None:
-                    if isinstance(files, Exception):
-                        raise files
-                    for info in files:
-                        yield info
-                # Only once drained: a walk closed midway cancels this one too.
-                del lists[number]
-        finally:
-            for task, _ in lists.values():
-                task.cancel()
-
-    async def _pieces(self, path: str) -> builtins.list[FileInfo | str]:
-        """The files directly below `path` and the directories to list whole, in key order.
-
-        Directories are split into their own files and directories, a level
-        at a time, until there are `bulk_concurrency` of them or
-        `_SPLIT_LEVELS` levels were split: one delimited listing each.
-        """
-        pieces: builtins.list[FileInfo | str] = [path]
-        for _ in range(_SPLIT_LEVELS):
-            directories = [piece for piece in pieces if isinstance(piece, str)]
-            if not directories or len(directories) >= self.bulk_concurrency:
-                break
-            children = iter(await asyncio.gather(*(self._children(d) for d in directories)))
-            pieces = [
-                child
-                for piece in pieces
-                for child in (next(children) if isinstance(piece, str) else [piece])
-            ]
-        return pieces
-
-    async def _children(self, directory: str) -> builtins.list[FileInfo | str]:
-        """The files and directories directly below `directory`, in key order."""
-        prefix = self.key(directory) + "/"
-        found: builtins.list[tuple[str, FileInfo | str]] = []
-        async for page in self._pages(directory, Prefix=prefix, Delimiter="/"):
-            found.extend((self.key(info.path), info) for info in self._files(page))
-            found.extend(
-                (item["Prefix"], self._path(item["Prefix"][:-1]))
-                for item in page.get("CommonPrefixes", ())
-            )
-        return [piece for _, piece in sorted(found, key=lambda pair: pair[0])]
 
     async def _incomplete_writes(self, path: str) -> AsyncIterator[IncompleteWrite]:
         params = {"Prefix": self.key(path) + "/"}
