@@ -52,9 +52,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     feed = ChangeFeed(driver)
     try:
-        report = await collect(
-            driver, options, feed.publish, follow=feed.poll, progress=progress
-        )
+        report = await collect(driver, options, feed.publish, follow=feed.poll, progress=progress)
     except LeaseHeld as e:
         print(f"cargobay gc: {e}", file=sys.stderr)
         return LEASE_HELD

@@ -52,6 +52,7 @@ CHUNK = 3 * MIB
 #: The longest any request of these tests may take: retries are few and timeouts short.
 PROMPT = 20.0
 
+
 @dataclass
 class _Rule:
     operation: str
