@@ -429,6 +429,8 @@ class Load:
     operations: int = 0
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+    #: Operations finished in each second of the load, from its start.
+    by_second: list[int] = field(default_factory=list)
 
     @property
     def per_second(self) -> float:
@@ -493,13 +495,16 @@ async def _load(base: str, seconds: float, label: str, seed_: int) -> Load:
                 if r.status != 200 or await r.read() != data:
                     raise RuntimeError(f"blob get {r.status}")
 
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
+    result.by_second = [0] * (int(seconds) + 1)
 
     async def worker(http: aiohttp.ClientSession) -> None:
         while time.monotonic() < deadline:
             try:
                 await one(http)
                 result.operations += 1
+                result.by_second[min(int(time.monotonic() - start), int(seconds))] += 1
             except (TimeoutError, RuntimeError, aiohttp.ClientError) as e:
                 result.errors += 1
                 if len(result.error_samples) < 5:
