@@ -24,7 +24,7 @@ LEASE_HELD = 3
 #: the driver allows bulk work: a collection is background work, and registries
 #: go on serving from the same storage meanwhile. 32 listings at once (S3's 64
 #: connections) halved the pushes and pulls SeaweedFS served while the walk ran;
-#: 4 took a tenth off them (`bench.gc --backend s3`).
+#: with 4 they kept 0.92-0.99 of their rate (`bench.gc --backend s3`, bench/README.md).
 CONCURRENCY = 4
 
 
