@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -146,6 +147,19 @@ class StorageDriver(ABC):
 
     async def close(self) -> None:
         """Release what `open` acquired. The driver is not used afterwards."""
+
+    def with_bulk_concurrency(self, limit: int) -> StorageDriver:
+        """This driver, sharing its connections and what it stores, with bulk work (walks,
+        `delete_files`) keeping at most `limit` requests in flight.
+
+        For background work on storage that clients are served from meanwhile.
+        `bulk_concurrency` is only ever narrowed, never widened past this
+        driver's. The view is neither opened nor closed: it works while this
+        driver is open.
+        """
+        view = copy.copy(self)
+        view.bulk_concurrency = max(1, min(self.bulk_concurrency, limit))
+        return view
 
     def check_path(self, path: str) -> str:
         """Return `path` if it is a valid driver path, else raise `InvalidPath`."""

@@ -14,6 +14,7 @@ see them, and not again by the inner driver.
 from __future__ import annotations
 
 import builtins
+import copy
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -45,6 +46,13 @@ class DriverWrapper(StorageDriver):
         `staged` is true for `staged_writer`. The default hands it out as it is.
         """
         return writer
+
+    def with_bulk_concurrency(self, limit: int) -> StorageDriver:
+        # The innermost driver's walks read its own `bulk_concurrency`: narrowed there.
+        view = copy.copy(self)
+        view.inner = self.inner.with_bulk_concurrency(limit)
+        view.bulk_concurrency = view.inner.bulk_concurrency
+        return view
 
     async def open(self) -> None:
         await self.inner.open()

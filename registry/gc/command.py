@@ -20,12 +20,6 @@ from registry.gc.schedule import options_of
 from registry.services.feed import ChangeFeed
 
 LEASE_HELD = 3
-#: Storage requests a collection keeps in flight at most (walks, reads), whatever
-#: the driver allows bulk work: a collection is background work, and registries
-#: go on serving from the same storage meanwhile. 32 listings at once (S3's 64
-#: connections) halved the pushes and pulls SeaweedFS served while the walk ran;
-#: with 4 they kept 0.92-0.99 of their rate (`bench.gc --backend s3`, bench/README.md).
-CONCURRENCY = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +48,6 @@ async def run(config: Config, args: argparse.Namespace) -> int:
         delete_untagged=options.delete_untagged or args.delete_untagged,
     )
     driver = create_driver(config.storage)
-    driver.bulk_concurrency = min(driver.bulk_concurrency, CONCURRENCY)
     await driver.open()
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     feed = ChangeFeed(driver)

@@ -664,6 +664,25 @@ class TestWalk:
         assert await walk_paths(driver, "/f") == []
 
 
+class TestWithBulkConcurrency:
+    async def test_the_view_reads_and_writes_the_drivers_storage(
+        self, driver: StorageDriver
+    ) -> None:
+        view = driver.with_bulk_concurrency(1)
+        await view.put_content("/v/a", b"by the view")
+        await driver.put_content("/v/b", b"by the driver")
+        assert await driver.get_content("/v/a") == b"by the view"
+        assert await walk_paths(view, "/v") == ["/v/a", "/v/b"]
+
+    def test_the_view_narrows_bulk_concurrency_and_never_widens_it(
+        self, driver: StorageDriver
+    ) -> None:
+        width = driver.bulk_concurrency
+        assert driver.with_bulk_concurrency(1).bulk_concurrency == 1
+        assert driver.with_bulk_concurrency(width + 100).bulk_concurrency == width
+        assert driver.bulk_concurrency == width
+
+
 class TestMove:
     async def test_move_puts_content_at_dest_and_removes_source(
         self, driver: StorageDriver

@@ -8,6 +8,7 @@ work. Data stays within a few parts of S3's smallest part size (5 MiB).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import uuid
@@ -394,6 +395,32 @@ class TestWriter:
             with pytest.raises(PathNotFound):
                 await writer.commit()
             assert await restarted.get_content(UPLOAD) == data
+
+
+class TestWalk:
+    async def test_a_narrowed_view_lists_at_most_its_bulk_concurrency_at_once(
+        self, s3: S3Driver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A collection walks so, while the same driver serves clients at full width."""
+        files = [f"/w/{d:02d}/{n:03d}" for d in range(12) for n in range(100)]  # > 1 page
+        await asyncio.gather(*(s3.put_content(f, b"") for f in files))
+        listing = {"now": 0, "peak": 0}
+        client = s3._s3
+        list_objects = client.list_objects_v2
+
+        async def held_listing(**params: Any) -> Any:
+            listing["now"] += 1
+            listing["peak"] = max(listing["peak"], listing["now"])
+            try:
+                await asyncio.sleep(0.01)
+                return await list_objects(**params)
+            finally:
+                listing["now"] -= 1
+
+        monkeypatch.setattr(client, "list_objects_v2", held_listing)
+        assert s3.bulk_concurrency > 3
+        assert [info.path async for info in s3.with_bulk_concurrency(3).walk("/w")] == files
+        assert listing["peak"] == 3
 
 
 class TestReader:

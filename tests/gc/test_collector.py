@@ -5,6 +5,10 @@ Runs on every driver. Files are made to look old with a clock set ahead.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
 import pytest
 
 from registry import layout
@@ -14,6 +18,7 @@ from registry.drivers.base import StorageDriver
 from registry.drivers.inmemory import InMemoryDriver
 from registry.drivers.wrapper import DriverWrapper
 from registry.gc import GcOptions, Lease, LeaseHeld, collect
+from registry.gc.collector import BULK_CONCURRENCY
 from registry.gc.pulls import PullLog
 from registry.gc.retention import DAY, mirror_rules
 from registry.services.feed import Change
@@ -30,6 +35,7 @@ from tests.manifest import samples as s
 from tests.services.stores import body, uploads
 
 GRACE = GcOptions(grace=3600.0)
+T = TypeVar("T")
 
 
 def lease(driver: StorageDriver) -> Lease:
@@ -175,6 +181,42 @@ class TestSweep:
         for digest in kept.values():
             assert await blob_exists(driver, digest)
         assert Change("manifest", "team/app", digest=gone["manifest"]) in published
+
+
+class _HeldRequests(DriverWrapper):
+    """`inner`, each request held a moment so that those side by side overlap; the most
+    in flight at once is `load["peak"]` (a dict: views of this driver share it)."""
+
+    def __init__(self, inner: StorageDriver) -> None:
+        super().__init__(inner)
+        self.load = {"now": 0, "peak": 0}
+
+    async def observe(self, operation: str, path: str, call: Awaitable[T]) -> T:
+        load = self.load
+        load["now"] += 1
+        load["peak"] = max(load["peak"], load["now"])
+        try:
+            await asyncio.sleep(0.005)
+            return await call
+        finally:
+            load["now"] -= 1
+
+
+class TestBackgroundWork:
+    async def test_a_collection_keeps_at_most_bulk_concurrency_requests_in_flight(
+        self,
+    ) -> None:
+        """However wide the driver's own bulk work: the registries serving from it come first."""
+        inner = InMemoryDriver()
+        repositories = 3 * BULK_CONCURRENCY
+        for n in range(repositories):
+            await image(inner, f"team/app{n}", str(n), "v1")
+            await put_blob(inner, f"team/app{n}", f"orphan {n}".encode())
+        held = _HeldRequests(inner)
+        assert held.bulk_concurrency > BULK_CONCURRENCY
+        report = await collect(held, GRACE, Published(), lease=lease(inner), clock=later(2))
+        assert report.freed["blobs"].count == repositories
+        assert held.load["peak"] == BULK_CONCURRENCY
 
 
 class TestPushesDuringTheSweep:
