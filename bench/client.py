@@ -550,13 +550,15 @@ class RawS3Job:
     layers: int
     layer_size: int
     concurrency: int
-    get: bool  # False: PUT every layer; True: GET them back (after a PUT run)
+    #: "put" every layer; after a PUT run, "copy" each to a key of its own
+    #: (CopyObject, as a chunked push's last request does), or "get" them back.
+    operation: str
     seconds: float = 0.0  # GETs go round and round this long
     prefix: str = "raw"
 
 
 async def raw_s3(job: RawS3Job, ready: Ready) -> WorkerResult:
-    """PUT (or GET and check) each layer of the job's images as one object."""
+    """PUT, copy, or GET and check, each layer of the job's images as one object."""
     from bench.s3util import s3_client
 
     result = WorkerResult()
@@ -566,7 +568,7 @@ async def raw_s3(job: RawS3Job, ready: Ready) -> WorkerResult:
             data = blob_bytes(key_of(key, i), job.layer_size)
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             name = f"{job.prefix}/{repo}/{digest[7:]}"
-            items.append((name, Blob(digest, len(data)) if job.get else data))
+            items.append((name, data if job.operation == "put" else Blob(digest, len(data))))
     cycle = _Cycle(items, job.seconds)
     async with s3_client(job.endpoint, job.concurrency * 2) as s3:
 
@@ -578,6 +580,10 @@ async def raw_s3(job: RawS3Job, ready: Ready) -> WorkerResult:
                     if isinstance(what, bytes):
                         await s3.put_object(Bucket=job.bucket, Key=name, Body=what)
                         result.bytes += len(what)
+                    elif job.operation == "copy":
+                        await s3.copy_object(Bucket=job.bucket, Key=f"{name}.copy",
+                                             CopySource={"Bucket": job.bucket, "Key": name})
+                        result.bytes += what.size
                     else:
                         response = await s3.get_object(Bucket=job.bucket, Key=name)
                         h = hashlib.sha256()

@@ -23,6 +23,7 @@ PHASES: list[tuple[str, str]] = [
     ("tags", "tags list"),
     ("startup", "start-up, time to ready"),
     ("memory", "50 chunked uploads"),
+    ("raw-copy", "raw S3 CopyObject"),
     ("scale-storm-get", "scale: manifest storm, GET (wrk)"),
     ("scale-pull-sim", "scale: pull simulation"),
     ("scale-pull-sim-redirect", "scale: pull sim., redirect"),
@@ -39,10 +40,11 @@ CEILINGS = {
     "storm-get": "ceiling: bare aiohttp, wrk GET",
     "storm-head": "ceiling: bare aiohttp, hey HEAD",
     "push-mono": "ceiling: raw aiobotocore PUT",
+    "raw-copy": "ceiling: raw aiobotocore copy",
     "blob-pull": "ceiling: raw aiobotocore GET",
 }
 METRICS = ("throughput", "p50_ms", "p99_ms", "cpu_ms_per_request", "peak_rss_mib",
-           "storage_cpu_ms_per_request")
+           "storage_cpu_ms_per_request", "idle_rss_mib")
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -132,6 +134,13 @@ def check_targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 value = ratio.get("p50_ms")
             elif target.metric == "rss":
                 value = ratio.get("peak_rss_mib")
+            elif target.metric == "rss-added":
+                d = entry["registries"].get("distribution")
+                value = _ratio(_added_rss(c), _added_rss(d))
+            elif target.metric == "copy-bound":
+                bound = copy_bound(summary)
+                if c and bound:
+                    value = c["throughput"] / bound
             elif target.metric == "raw-put":
                 raw = _find(summary, "s3", "push-mono")
                 ceiling = raw["registries"].get("ceiling") if raw else None
@@ -158,6 +167,33 @@ def check_targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "value": value, "metric": target.metric, "status": status, "errors": errors,
         })
     return verdicts
+
+
+def _added_rss(figures: dict[str, Any] | None) -> float | None:
+    """What the load added to a registry's RSS: its peak less its RSS just before."""
+    if not figures or figures["peak_rss_mib"] is None or figures["idle_rss_mib"] is None:
+        return None
+    return float(figures["peak_rss_mib"] - figures["idle_rss_mib"])
+
+
+def copy_bound(summary: list[dict[str, Any]]) -> float | None:
+    """The most a chunked push on S3 can do, in MB/s: Cargobay's monolithic push,
+    slowed by the copy that follows every write.
+
+    A chunked upload's bytes are written as a monolithic push writes them, then
+    copied server-side to the blob's key. With raw PUT at P MB/s and raw CopyObject
+    at C, the copy adds P/C of the write's time, so the bound is the monolithic
+    rate times write / (write + copy) = C / (P + C).
+    """
+    mono, copy = _find(summary, "s3", "push-mono"), _find(summary, "s3", "raw-copy")
+    if mono is None or copy is None:
+        return None
+    ours = mono["registries"].get("cargobay")
+    put, copied = mono["registries"].get("ceiling"), copy["registries"].get("ceiling")
+    if not (ours and put and copied):
+        return None
+    p, c = put["throughput"], copied["throughput"]
+    return float(ours["throughput"] * c / (p + c))
 
 
 def _scale_ratio(entry: dict[str, Any], metric: str) -> float | None:
@@ -393,7 +429,7 @@ def targets_table(verdicts: list[dict[str, Any]]) -> str:
             shown = f"{value:.1f} s"
         elif v["metric"] == "rss-abs":
             shown = f"{value:.0f} MiB"
-        elif v["metric"] == "raw-put":
+        elif v["metric"] in ("raw-put", "copy-bound"):
             shown = f"{100 * value:.0f}%"
         else:
             shown = f"{value:.2f}x"

@@ -36,7 +36,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import client, loadtools, mirror, report, s3count, scale, seed, servers
+from bench import client, loadtools, mirror, procstat, report, s3count, scale, seed, servers
 from bench.plan import MiB, Plan
 from bench.procstat import PhaseMeter
 from bench.profiles import Profiler, summarize
@@ -53,6 +53,10 @@ INSTANCE_PHASES = ("push-mono", "push-chunked", "storm-get", "storm-head", "blob
                    "pull-sim", "blob-pull-redirect", "pull-sim-redirect", "memory")
 BUCKET = "bench"
 DATASET_BUCKET = "bench-data"
+#: The raw S3 ceilings, in order (a copy and a GET need the PUT's objects), and the phase
+#: each is recorded under: PUT bounds monolithic pushes, PUT and CopyObject together bound
+#: chunked ones (`report.copy_bound`), GET bounds blob pulls.
+RAW_S3 = (("put", "push-mono"), ("copy", "raw-copy"), ("get", "blob-pull"))
 
 
 @dataclass
@@ -74,6 +78,9 @@ class Measure:
     client: str = ""  # who generated the load, and how busy it was
     client_saturated: bool = False
     storage_cpu_ms_per_request: float | None = None
+    #: The server's RSS just before the load (the memory phase): what the load added is
+    #: the peak less this.
+    idle_rss_mib: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -318,15 +325,16 @@ class Bench:
             for k in range(procs) if images[k::procs]
         ]
 
-    def raw_jobs(self, endpoint: str, get: bool) -> list[client.RawS3Job]:
+    def raw_jobs(self, endpoint: str, operation: str) -> list[client.RawS3Job]:
         p = self.plan
         images = [(f"raw/app{i:03d}", "v1", client.key_of("monolithic", i))
                   for i in range(p.images)]
         procs = p.client_procs
+        get = operation == "get"
         concurrency = p.pull_concurrency if get else p.push_concurrency
         return [
             client.RawS3Job(endpoint, BUCKET, images[k::procs], p.layers, p.layer_size,
-                            concurrency, get, seconds=p.pull_seconds if get else 0.0)
+                            concurrency, operation, seconds=p.pull_seconds if get else 0.0)
             for k in range(procs) if images[k::procs]
         ]
 
@@ -433,8 +441,10 @@ class Bench:
         procs = p.client_procs
         jobs = [client.StreamUploadJob(self.base(process), "bench/memory", uploads[k::procs],
                                        size, p.memory_chunk) for k in range(procs)]
+        idle = procstat.rss_bytes(process.pid) / MiB
         m, _ = self.client_phase(kind, backend, process, "memory", rnd, client.stream_uploads,
                                  jobs, "MB/s", lambda r: r.bytes / MiB / r.wall)
+        m.idle_rss_mib = idle
         m.notes["uploads"] = f"{p.memory_uploads} x {size // MiB} MiB"
 
     def smallblob_instance(self, backend_kind: str, kind: str, rnd: int, label: str) -> None:
@@ -612,11 +622,13 @@ class Bench:
                                               headers={"Accept": client.ACCEPT}), "hey", 2)
             finally:
                 process.stop()
-        if backend_kind == "s3" and (self.wanted("push-mono") or self.wanted("blob-pull")):
+        if backend_kind == "s3" and any(
+            self.wanted(phase) for phase in ("push-mono", "push-chunked", "blob-pull")
+        ):
             with self.fresh_backend("s3", f"r{rnd}-s3-raw") as raw:
                 assert raw.seaweed is not None
-                for get, phase in ((False, "push-mono"), (True, "blob-pull")):
-                    run = run_phase(client.raw_s3, self.raw_jobs(raw.seaweed.endpoint, get),
+                for operation, phase in RAW_S3:
+                    run = run_phase(client.raw_s3, self.raw_jobs(raw.seaweed.endpoint, operation),
                                     raw.pids())
                     lat = sorted(run.latencies)
                     count = max(run.requests, 1)
@@ -628,7 +640,7 @@ class Bench:
                         requests=run.requests, errors=run.errors,
                         client=f"{len(run.results)} proc, {100 * run.client_busiest:.0f}%",
                         client_saturated=run.client_busiest > SATURATED,
-                        notes={"what": "raw aiobotocore " + ("GET" if get else "PUT"),
+                        notes={"what": f"raw aiobotocore {operation}",
                                "error_samples": run.error_samples},
                     ))
 

@@ -1,4 +1,5 @@
-"""The scale phase's verdicts: workers against one worker, and the 16-core projection."""
+"""Verdicts on the targets: the scale phase's, chunked pushes on S3 against the copy bound,
+and the memory each upload adds on the directory."""
 
 from __future__ import annotations
 
@@ -59,3 +60,81 @@ class TestScaleTargets:
         )
         row = next(line for line in table.splitlines() if "distribution" in line)
         assert "1000" in row and "2000" in row and "16,000" in row
+
+
+def _mb(phase: str, registry: str, mb_s: float, backend: str = "s3") -> Measure:
+    return Measure(backend, phase, registry, 1, mb_s, "MB/s", requests=100)
+
+
+def _verdict(measures: list[Measure], backend: str, phase: str, metric: str) -> dict[str, Any]:
+    verdicts = report.check_targets(report.summarize(measures))
+    return next(
+        v for v in verdicts if (v["backend"], v["phase"], v["metric"]) == (backend, phase, metric)
+    )
+
+
+class TestChunkedPushOnS3:
+    # Raw PUT at 150 MB/s and CopyObject at 350: a copy adds 3/7 of a write's time,
+    # so chunked pushes can do 7/10 of the monolithic 100 MB/s.
+    RUN = [
+        _mb("push-mono", "cargobay", 100.0),
+        _mb("push-mono", "ceiling", 150.0),
+        _mb("raw-copy", "ceiling", 350.0),
+        _mb("push-chunked", "distribution", 50.0),
+    ]
+
+    def test_the_copy_bound_is_the_monolithic_rate_slowed_by_the_copy(self) -> None:
+        assert report.copy_bound(report.summarize(self.RUN)) == 70.0
+
+    def test_ninety_percent_of_the_copy_bound_passes_and_less_fails(self) -> None:
+        passed = _verdict(
+            [*self.RUN, _mb("push-chunked", "cargobay", 63.0)], "s3", "push-chunked", "copy-bound"
+        )
+        assert passed["status"] == "PASS"
+        assert passed["value"] == 0.9
+        failed = _verdict(
+            [*self.RUN, _mb("push-chunked", "cargobay", 60.0)], "s3", "push-chunked", "copy-bound"
+        )
+        assert failed["status"] == "FAIL"
+
+    def test_distribution_is_to_be_beaten_by_a_quarter(self) -> None:
+        run = [*self.RUN, _mb("push-chunked", "cargobay", 62.0)]
+        assert _verdict(run, "s3", "push-chunked", "throughput")["status"] == "FAIL"
+        run = [*self.RUN, _mb("push-chunked", "cargobay", 63.0)]
+        assert _verdict(run, "s3", "push-chunked", "throughput")["status"] == "PASS"
+
+    def test_without_the_copy_ceiling_the_bound_is_not_run(self) -> None:
+        run = [m for m in self.RUN if m.phase != "raw-copy"]
+        run.append(_mb("push-chunked", "cargobay", 63.0))
+        assert _verdict(run, "s3", "push-chunked", "copy-bound")["status"] == "NOT RUN"
+
+
+def _memory(registry: str, idle: float, peak: float) -> Measure:
+    return Measure(
+        "filesystem",
+        "memory",
+        registry,
+        1,
+        100.0,
+        "MB/s",
+        peak_rss_mib=peak,
+        idle_rss_mib=idle,
+        requests=100,
+    )
+
+
+class TestDirectoryMemory:
+    def test_what_the_uploads_add_is_compared_not_the_idle_process(self) -> None:
+        run = [_memory("distribution", 12.0, 52.0), _memory("cargobay", 44.0, 74.0)]
+        verdict = _verdict(run, "filesystem", "memory", "rss-added")
+        assert verdict["value"] == 0.75
+        assert verdict["status"] == "PASS"
+
+    def test_adding_more_than_distribution_fails(self) -> None:
+        run = [_memory("distribution", 12.0, 52.0), _memory("cargobay", 44.0, 94.0)]
+        assert _verdict(run, "filesystem", "memory", "rss-added")["status"] == "FAIL"
+
+    def test_the_peak_must_stay_under_100_mib(self) -> None:
+        run = [_memory("distribution", 12.0, 152.0), _memory("cargobay", 44.0, 104.0)]
+        assert _verdict(run, "filesystem", "memory", "rss-added")["status"] == "PASS"
+        assert _verdict(run, "filesystem", "memory", "rss-abs")["status"] == "FAIL"
