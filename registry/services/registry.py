@@ -35,6 +35,12 @@ class Registry:
     blobs: BlobStore
     uploads: UploadStore
     manifests: ManifestStore
+    #: `manifests` and `blobs` as `open` made them, beneath the decorators installed on
+    #: those two later (events, pull times, the pull-through cache): for reads that are no
+    #: client's pull, such as the web page's, which must neither send pull events, nor
+    #: keep tags alive under a retention rule, nor fetch from an upstream.
+    stored_manifests: ManifestStore
+    stored_blobs: BlobStore
     feed: ChangeFeed
     sync: IndexSync
     delete_enabled: bool
@@ -78,6 +84,8 @@ class Registry:
             blobs=blobs,
             uploads=UploadStore(driver, blobs, UploadIds(upload_keys, upload_expiry)),
             manifests=manifests,
+            stored_manifests=manifests,
+            stored_blobs=blobs,
             feed=feed,
             sync=sync,
             delete_enabled=delete_enabled,

@@ -206,7 +206,7 @@ class Pages:
     @_page
     async def raw(self, visit: Visit) -> web.Response:
         name = self._repository(visit)
-        stored = await visit.request.app[REGISTRY].manifests.get(
+        stored = await visit.request.app[REGISTRY].stored_manifests.get(
             name, visit.request.match_info["reference"]
         )
         return web.Response(

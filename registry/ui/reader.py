@@ -8,6 +8,11 @@ answered from memory. Config blobs are read only up to `MAX_CONFIG_BYTES`.
 
 Push times are the index's (`TagIndex.pushed_at`, `last_push`): when a tag
 was last pointed at its digest; None ("unknown") where it has none.
+
+Manifests and blobs are read as stored (`Registry.stored_manifests`,
+`stored_blobs`): looking at a page is no pull, so it sends no pull event,
+records no pull time for retention rules, and fetches nothing from a
+pull-through cache's upstream; what a mirror has not cached shows as unknown.
 """
 
 from __future__ import annotations
@@ -149,7 +154,7 @@ class Reader:
         if cached is not None:
             return cached
         try:
-            stored = await self._registry.manifests.get(name, digest)
+            stored = await self._registry.stored_manifests.get(name, digest)
         except RegistryError:
             return None
         document = views.read_manifest(stored.data, stored.media_type)
@@ -198,7 +203,7 @@ class Reader:
         return config
 
     async def _read_small_blob(self, name: str, digest: str) -> bytes | None:
-        blobs = self._registry.blobs
+        blobs = self._registry.stored_blobs
         try:
             info = await blobs.stat(name, Digest.parse(digest))
             if info.size > MAX_CONFIG_BYTES:
@@ -219,7 +224,7 @@ class Reader:
 
         Raises `ManifestUnknown` (or `DigestInvalid`) as the manifest API does.
         """
-        manifests = self._registry.manifests
+        manifests = self._registry.stored_manifests
         stored = await manifests.get(name, reference)
         document = views.read_manifest(stored.data, stored.media_type)
         config = await self.config(name, stored, document)
@@ -247,7 +252,7 @@ class Reader:
         )
 
     async def _referrers(self, name: str, digest: str) -> Referrers:
-        found = await self._registry.manifests.referrers(name, Digest.parse(digest))
+        found = await self._registry.stored_manifests.referrers(name, Digest.parse(digest))
         groups: dict[str, list[Referrer]] = {}
         for descriptor in found:
             referrer = Referrer(

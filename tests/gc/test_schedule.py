@@ -36,6 +36,16 @@ class TestServe:
         pulls = await load_pulls(driver, time.time())
         assert set(pulls) == {("team/app", "v1"), ("team/app", image.digest)}
 
+    async def test_a_look_at_the_web_page_records_no_pull(self) -> None:
+        """Else every tag shown on a page would be kept by a rule keeping pulled tags."""
+        driver = InMemoryDriver()
+        client = await serve(driver, Config())
+        await push_image(client, "team/app", "v1")
+        for page in ("/ui/r/team/app", "/ui/r/team/app/-/m/v1", "/ui/r/team/app/-/raw/v1"):
+            assert (await client.get(page)).status == 200, page
+        await client.close()
+        assert await load_pulls(driver, time.time()) == {}
+
     async def test_a_read_only_server_writes_no_pull_records(self) -> None:
         driver = InMemoryDriver()
         writer = await serve(driver, Config())

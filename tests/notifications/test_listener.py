@@ -100,6 +100,22 @@ class TestPushAndPull:
         (only,) = await events(receiver, 1)
         assert summary(only) == ("push", "team/app", BLOB, None)
 
+    async def test_a_look_at_the_web_page_sends_no_pull(
+        self, client: TestClient, receiver: Receiver
+    ) -> None:
+        """A page reads manifests and configs to describe them: no client pulled anything."""
+        image = await push_image(client, "team/app", "v1", layers=[b"only layer"])
+        for page in ("/ui/r/team/app", "/ui/r/team/app/-/m/v1"):
+            assert (await client.get(page)).status == 200, page
+        raw = await client.get("/ui/r/team/app/-/raw/v1")
+        assert await raw.read() == image.manifest
+        assert (await client.get("/v2/team/app/manifests/v1")).status == 200
+
+        found = await events(receiver, 4)
+
+        assert [summary(e) for e in found[3:]] == [("pull", "team/app", OCI_MANIFEST, "v1")]
+        assert [e["action"] for e in found[:3]] == ["push", "push", "push"]
+
 
 class TestBlobPulls:
     async def test_blob_get_and_head_each_send_one_pull(
