@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from registry import SERVER
 from registry.auth.access import compile_pattern
 from registry.config import EndpointConfig
 from registry.metrics import metrics
@@ -42,7 +43,8 @@ class Endpoint:
         self._queue: deque[Event] = deque(maxlen=queue_events)
         self._queued = asyncio.Event()
         self._patterns = [compile_pattern(p) for p in config.repositories]
-        self._headers: dict[str, str] = {}
+        # Named as the `Server` header names us, without versions; configured headers win.
+        self._headers: dict[str, str] = {"User-Agent": SERVER}
         for header in config.headers:
             key, _, value = header.partition(":")
             self._headers[key.strip()] = value.strip()

@@ -95,6 +95,7 @@ class TestDelivery:
         delivery = receiver.deliveries[0]
         assert delivery.headers["Content-Type"] == ENVELOPE_MEDIA_TYPE
         assert delivery.headers["Authorization"] == "Bearer hook-secret"
+        assert delivery.headers["User-Agent"] == "cargobay"  # no Python or aiohttp version
         (sent,) = json.loads(body)["events"]
         assert sent["action"] == "push"
         assert sent["target"] == {
