@@ -50,7 +50,7 @@ class DriverWrapper(StorageDriver):
     def with_bulk_concurrency(self, limit: int) -> StorageDriver:
         # The innermost driver's walks read its own `bulk_concurrency`: narrowed there.
         view = copy.copy(self)
-        view.inner = self.inner.with_bulk_concurrency(limit)
+        view.inner = self.inner.with_bulk_concurrency(min(limit, self.bulk_concurrency))
         view.bulk_concurrency = view.inner.bulk_concurrency
         return view
 

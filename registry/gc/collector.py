@@ -122,9 +122,10 @@ async def collect(
     deletion is published as a `Change` as it happens; the caller flushes
     the feed. With `follow`, the feed tells what was pushed during the
     sweep (it must start following before this call); without, storage is
-    walked again before each batch of deletions, which costs more. The run's
+    walked again before each batch of deletions, which costs more. The run's own
     walks, reads and deletes keep at most `BULK_CONCURRENCY` storage requests
-    in flight, however wide the driver's `bulk_concurrency`.
+    in flight, however wide the driver's `bulk_concurrency`; the lease's
+    renewals and `follow` are the caller's.
     """
     counting = CountingDriver(driver.with_bulk_concurrency(BULK_CONCURRENCY))
     held = lease if lease is not None else Lease(counting, clock=clock)

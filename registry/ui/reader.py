@@ -176,8 +176,10 @@ class Reader:
         if len(children) > MAX_SUMMED_CHILDREN:
             return None
         summaries = await asyncio.gather(*(self.summary(name, e.digest) for e in children))
-        sizes = [summary.size for summary in summaries if summary is not None]
-        return sum(size for size in sizes if size is not None)
+        sizes = [summary.size if summary is not None else None for summary in summaries]
+        # A child not stored (a mirror caches only the platforms pulled) makes the sum unknown,
+        # not smaller.
+        return None if None in sizes else sum(size for size in sizes if size is not None)
 
     async def config(
         self, name: str, stored: StoredManifest, document: views.Document

@@ -103,6 +103,14 @@ class TestChunkedPushOnS3:
         run = [*self.RUN, _mb("push-chunked", "cargobay", 63.0)]
         assert _verdict(run, "s3", "push-chunked", "throughput")["status"] == "PASS"
 
+    def test_ceilings_that_moved_no_byte_give_no_bound(self) -> None:
+        run = [
+            _mb("push-mono", "cargobay", 100.0),
+            _mb("push-mono", "ceiling", 0.0),
+            _mb("raw-copy", "ceiling", 0.0),
+        ]
+        assert report.copy_bound(report.summarize(run)) is None
+
     def test_without_the_copy_ceiling_the_bound_is_not_run(self) -> None:
         run = [m for m in self.RUN if m.phase != "raw-copy"]
         run.append(_mb("push-chunked", "cargobay", 63.0))

@@ -4,6 +4,7 @@ request that caused it; none for an action that failed."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,6 +116,24 @@ class TestPushAndPull:
 
         assert [summary(e) for e in found[3:]] == [("pull", "team/app", OCI_MANIFEST, "v1")]
         assert [e["action"] for e in found[:3]] == ["push", "push", "push"]
+
+    async def test_a_delete_from_the_web_page_sends_its_event(
+        self, client: TestClient, receiver: Receiver
+    ) -> None:
+        await push_image(client, "team/app", "v1", layers=[b"only layer"])
+        form = await (await client.get("/ui/r/team/app/-/delete?reference=v1")).text()
+        token = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert token is not None
+        response = await client.post(
+            "/ui/r/team/app/-/delete",
+            data={"reference": "v1", "csrf": token.group(1)},
+            allow_redirects=False,
+        )
+        assert response.status == 303
+
+        found = await events(receiver, 4)
+
+        assert summary(found[3]) == ("delete", "team/app", "", "v1")
 
 
 class TestBlobPulls:

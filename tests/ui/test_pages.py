@@ -177,6 +177,16 @@ class TestRepositoryPage:
         # The two children's config and one layer each, added up.
         assert "100 B" not in cells and "B" in cells
 
+    async def test_a_list_with_a_child_not_stored_is_of_unknown_size(self, ui: UiFactory) -> None:
+        """As on a pull-through cache, which holds only the platforms pulled."""
+        client = await ui()
+        _, children = await push_index(client, "team/multi", "latest")
+        assert (await client.delete(f"/v2/team/multi/manifests/{children[1]}")).status == 202
+        body = await page(client, "/ui/r/team/multi")
+        row = re.search(r'<tr data-tag="latest">(.*?)</tr>', body, re.S)
+        assert row is not None
+        assert "unknown" in without_tags(row.group(1))
+
     async def test_push_times_are_shown_on_tags_and_repositories(self, ui: UiFactory) -> None:
         client = await ui()
         before = time.time()
