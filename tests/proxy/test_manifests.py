@@ -160,3 +160,19 @@ class TestSharedStorage:
         assert by_tag.headers["Docker-Content-Digest"] == digest
         assert (await second.get(f"/v2/up/team/app/manifests/{digest}")).status == 200
         assert upstream.count("GET", "/manifests/") == 1
+
+
+class TestWebPage:
+    async def test_a_look_at_a_mirrored_repository_fetches_nothing_upstream(
+        self, upstream: FakeUpstream, make_mirror: MirrorFactory
+    ) -> None:
+        """The page shows what is cached: its image config, never pulled, stays upstream."""
+        upstream.add_image("team/app", "v1", b"layer")
+        mirror = await make_mirror()
+        assert (await mirror.get("/v2/up/team/app/manifests/v1", headers=ACCEPT)).status == 200
+        asked = sum(upstream.requests.values())
+        page = await mirror.get("/ui/r/up/team/app")
+        assert page.status == 200
+        assert 'data-tag="v1"' in await page.text()
+        assert sum(upstream.requests.values()) == asked
+        assert upstream.count("GET", "/blobs/") == 0
