@@ -176,10 +176,10 @@ class Reader:
         if len(children) > MAX_SUMMED_CHILDREN:
             return None
         summaries = await asyncio.gather(*(self.summary(name, e.digest) for e in children))
-        sizes = [summary.size if summary is not None else None for summary in summaries]
+        sizes = [s.size for s in summaries if s is not None and s.size is not None]
         # A child not stored (a mirror caches only the platforms pulled) makes the sum unknown,
         # not smaller.
-        return None if None in sizes else sum(size for size in sizes if size is not None)
+        return sum(sizes) if len(sizes) == len(children) else None
 
     async def config(
         self, name: str, stored: StoredManifest, document: views.Document
