@@ -81,7 +81,8 @@ _FIRST_STEP = 64
 #: whatever the driver allows bulk work: a collection is background work, and
 #: registries go on serving from the same storage meanwhile. 32 listings at once
 #: (S3's 64 connections) halved the pushes and pulls SeaweedFS served while the walk
-#: ran; with 4 they kept 0.92-0.99 of their rate (`bench.gc --backend s3`, bench/README.md).
+#: ran; with 4 they kept 0.75-0.99 of their rate, 0.89 on the median of five runs
+#: (`bench.gc --backend s3`, bench/README.md).
 BULK_CONCURRENCY = 4
 
 #: Reads the change feed: what other processes changed since the last call,
