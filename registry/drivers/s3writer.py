@@ -182,7 +182,9 @@ class S3Writer(FileWriter):
             await driver._put_object(self._path, driver.key(self._path), state.tail)
         else:
             try:
-                if self._buffered:
+                if self._buffered and self._saved and not self._changed:
+                    await self._copy_saved_tail(state.upload_id)
+                elif self._buffered:
                     await self._upload_tail()
                 with driver._errors(self._path):
                     await driver._s3.complete_multipart_upload(
@@ -250,12 +252,52 @@ class S3Writer(FileWriter):
         elif self._state.upload_id is not None:
             await self._driver._abort_upload(self._path, self._state.upload_id)
 
+    async def _copy_saved_tail(self, upload_id: str) -> None:
+        """Make the tail, unchanged since it was saved, the upload's last part with
+        UploadPartCopy from the saved state's first bytes.
+
+        The same part as `_upload_tail` would send, at a server-side copy's cost
+        instead of an upload's: on SeaweedFS a copy takes about a third of the time
+        a PUT does, and the last PATCH of every chunked push leaves such a tail.
+
+        The state is saved again, with the part and without the tail: the ETag a
+        server gives a copied part is not always the MD5 of its bytes (SeaweedFS
+        gives the source object's), and the completed upload's ETag is made of it,
+        so only the recorded ETag lets `_completed_before` recognise the upload.
+        """
+        driver = self._driver
+        number = self._next_part_number()
+        bucket = driver.config.bucket
+        with driver._errors(self._path):
+            response = await driver._s3.upload_part_copy(
+                Bucket=bucket,
+                Key=driver.key(self._path),
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": bucket, "Key": driver._state_key(self._path)},
+                CopySourceRange=f"bytes=0-{self._buffered - 1}",
+            )
+        self._add_part(Part(number, response["CopyPartResult"]["ETag"], self._buffered))
+        await driver._save_state(self._path, self._state)
+        self._state.tail = io.BytesIO()  # saving consumed it
+
+    def _next_part_number(self) -> int:
+        number = len(self._state.parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(self._driver.name, self._path, f"content exceeds {MAX_PARTS} parts")
+        return number
+
+    def _add_part(self, part: Part) -> None:
+        """Count the buffered bytes, now uploaded as `part`, out of the tail."""
+        self._state.parts.append(part)
+        self._uploaded += part.size
+        self._state.tail = io.BytesIO()
+        self._buffered = 0
+
     async def _upload_tail(self) -> None:
         """Upload the buffered bytes as the next part, starting the upload if needed."""
         driver, state = self._driver, self._state
-        number = len(state.parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError(driver.name, self._path, f"content exceeds {MAX_PARTS} parts")
+        number = self._next_part_number()
         if state.upload_id is None:
             state.upload_id = await driver._create_upload(self._path, driver.key(self._path))
         state.tail.seek(0)
@@ -267,7 +309,4 @@ class S3Writer(FileWriter):
                 PartNumber=number,
                 Body=state.tail,
             )
-        state.parts.append(Part(number, response["ETag"], self._buffered))
-        self._uploaded += self._buffered
-        state.tail = io.BytesIO()
-        self._buffered = 0
+        self._add_part(Part(number, response["ETag"], self._buffered))

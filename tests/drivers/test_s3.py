@@ -92,6 +92,16 @@ async def write_in_pieces(driver: S3Driver, path: str, data: bytes, sizes: list[
     await writer.close()
 
 
+def _counted(calls: list[str], name: str, method: Any) -> Any:
+    """`method`, noting `name` in `calls` at each call."""
+
+    async def counted(**params: Any) -> Any:
+        calls.append(name)
+        return await method(**params)
+
+    return counted
+
+
 class TestKeys:
     @pytest.mark.parametrize(
         ("prefix", "key"),
@@ -291,6 +301,22 @@ class TestWriter:
             await writer.commit()
             assert await driver.get_content(UPLOAD) == data
 
+    async def test_commit_copies_a_saved_tail_in_storage_instead_of_uploading_it_again(
+        self, s3: S3Driver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The last PATCH of a chunked push leaves a tail under 5 MiB in the saved state:
+        the PUT that ends the push makes it the last part without sending it again."""
+        data = os.urandom(PART + 2 * MiB)
+        await write_in_pieces(s3, UPLOAD, data, [len(data)])
+        client = s3._s3
+        calls: list[str] = []
+        for name in ("upload_part", "upload_part_copy"):
+            monkeypatch.setattr(client, name, _counted(calls, name, getattr(client, name)))
+        writer = await s3.writer(UPLOAD, append=True)
+        await writer.commit_to("/blob")
+        assert calls == ["upload_part_copy"]
+        assert await s3.get_content("/blob") == data
+
     async def test_staged_writer_uploads_straight_to_the_key(
         self, server: S3Server, s3: S3Driver
     ) -> None:
@@ -398,6 +424,31 @@ class TestWriter:
                 await writer.commit()
             assert await restarted.get_content(UPLOAD) == data
 
+
+    async def test_commit_that_copied_the_saved_tail_and_died_is_finished_by_the_next(
+        self, server: S3Server, config: S3Config, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A PUT retried after the process died between assembling the upload and
+        removing the saved state succeeds: the state records the copied part's ETag
+        as the server gave it, which on SeaweedFS is not the MD5 of its bytes."""
+        data = os.urandom(2 * PART + MiB)
+        async with opened(config) as first:
+            await write_in_pieces(first, UPLOAD, data, [len(data)])
+        async with opened(config) as crashing:
+            writer = await crashing.writer(UPLOAD, append=True)
+
+            async def die(path: str) -> None:
+                raise StorageError(crashing.name, path, "killed")
+
+            monkeypatch.setattr(crashing, "_delete_state", die)
+            with pytest.raises(StorageError, match="killed"):
+                await writer.commit()
+        async with opened(config) as restarted:
+            writer = await restarted.writer(UPLOAD, append=True)
+            assert writer.size == len(data)
+            await writer.commit()
+            assert await restarted.get_content(UPLOAD) == data
+            assert keys(server, restarted.key(UPLOAD)) == [restarted.key(UPLOAD)]
 
 class TestWalk:
     @pytest.mark.parametrize("wrapped", [False, True])
