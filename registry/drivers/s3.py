@@ -7,6 +7,7 @@ key `docker/registry/v2/x`, or `<prefix>/docker/registry/v2/x` with a `prefix`
 key starts with its path and `/`.
 
 Writers stream into multipart uploads; `s3writer` has them and their saved state.
+Deletes go in batches of DeleteObjects, directory markers last; `s3delete` has them.
 
 Retries with backoff (throttling, 5xx, dropped connections) are botocore's
 "standard" mode; an error that survives them is a `StorageError` naming the S3
@@ -36,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from registry import __version__
 from registry.config import ConfigError, S3Config
 from registry.drivers.base import FileInfo, FileWriter, IncompleteWrite, StorageDriver
+from registry.drivers.s3delete import delete_files, delete_path
 from registry.drivers.s3walk import walk_in_pieces
 from registry.drivers.s3writer import (
     MAX_PART_SIZE,
@@ -52,8 +54,8 @@ from registry.errors import InvalidOffset, InvalidPath, PathNotFound, StorageErr
 #: Bytes asked of the response body per chunk yielded by `reader`.
 CHUNK_SIZE = 1024 * 1024
 
-# Keys per ListObjectsV2 page and per DeleteObjects request: S3's maximum for both.
-_BATCH = 1000
+# Keys per ListObjectsV2 page: S3's maximum.
+_PAGE_KEYS = 1000
 
 _COMPONENT_RE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -366,32 +368,10 @@ class S3Driver(StorageDriver):
             await self._s3.delete_object(Bucket=self.config.bucket, Key=self.key(source))
 
     async def _delete(self, path: str) -> None:
-        # The objects below the path, and the object at the path itself, go
-        # in DeleteObjects requests (a missing key is no error there): a
-        # directory costs a listing and a delete, with no HEAD; a path with
-        # nothing below it costs a HEAD too. Markers go last, once everything
-        # below them is gone (see `_tree_keys`).
-        keys = _KeyBatches(self, path)
-        markers: builtins.set[str] = set()
-        if not await self._tree_keys(path, keys, markers):
-            await self._head(path)
-        await keys.add(self.key(path))
-        await keys.flush()
-        # Reversed, every marker comes before the markers above it.
-        for marker in sorted(markers, reverse=True):
-            await keys.add(marker)
-        await keys.flush()
+        await delete_path(self, path)
 
     async def _delete_files(self, paths: builtins.list[str]) -> None:
-        # The directories' markers go too (see `_tree_keys`), after every
-        # file: deleting a marker of a directory still holding objects
-        # changes nothing. One request at a time: a server deletes key by
-        # key (SeaweedFS spends ~0.8 ms of CPU a key), and garbage
-        # collection's deletes must leave it the capacity to serve.
-        keys = [self.key(path) for path in paths]
-        keys += sorted({key.rpartition("/")[0] + "/" for key in keys if "/" in key})
-        for start in range(0, len(keys), _BATCH):
-            await self._delete_keys(paths[0], keys[start : start + _BATCH])
+        await delete_files(self, paths)
 
     async def _redirect_url(self, path: str, method: str) -> str | None:
         operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
@@ -454,7 +434,7 @@ class S3Driver(StorageDriver):
         while True:
             with self._errors(path):
                 page: dict[str, Any] = await self._s3.list_objects_v2(
-                    Bucket=self.config.bucket, MaxKeys=_BATCH, **params
+                    Bucket=self.config.bucket, MaxKeys=_PAGE_KEYS, **params
                 )
             yield page
             if not page.get("IsTruncated"):
@@ -472,47 +452,6 @@ class S3Driver(StorageDriver):
                 ContentType="application/octet-stream",
                 **self._object_args,
             )
-
-    async def _delete_keys(self, path: str, keys: builtins.list[str]) -> None:
-        if not keys:
-            return
-        with self._errors(path):
-            response = await self._s3.delete_objects(
-                Bucket=self.config.bucket,
-                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
-            )
-        failed = response.get("Errors", ())
-        if failed:
-            first = failed[0]
-            message = f"{first.get('Code')}: {first.get('Message')}"
-            raise StorageError(self.name, path, f"DeleteObjects left {len(failed)} keys: {message}")
-
-    async def _tree_keys(self, path: str, keys: _KeyBatches, markers: builtins.set[str]) -> bool:
-        """Hand every object below directory `path` to `keys`, and the directory markers
-        (`<dir>/` keys) of `path` and of every directory below it to `markers`; whether
-        there was any object.
-
-        A writer state found there has its upload aborted. Markers exist on
-        S3 only where a tool wrote them, but servers that keep objects in a
-        filesystem (SeaweedFS) keep a directory emptied of its objects, and
-        list it, until its marker is deleted, and deleting the marker of a
-        directory still holding objects changes nothing there: markers must
-        go after the objects.
-        """
-        root = self.key(path) + "/"
-        found = False
-        async for page in self._pages(path, Prefix=root):
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                found = True
-                if key.endswith(STATE_SUFFIX):
-                    await self._abort_saved_upload(self._path(key[: -len(STATE_SUFFIX)]))
-                names = key[len(root) :].split("/")[:-1]
-                markers.update(root + "/".join(names[:n]) + "/" for n in range(1, len(names) + 1))
-                await keys.add(key)
-        if found:
-            markers.add(root)
-        return found
 
     async def _create_upload(self, path: str, key: str) -> str:
         with self._errors(path):
@@ -611,24 +550,6 @@ class S3Driver(StorageDriver):
         state = await self._load_state(path)
         if state is not None and state.upload_id is not None:
             await self._abort_upload(path, state.upload_id)
-
-
-class _KeyBatches:
-    """Keys to delete, sent in DeleteObjects requests of up to 1,000 keys as they come."""
-
-    def __init__(self, driver: S3Driver, path: str) -> None:
-        self._driver = driver
-        self._path = path
-        self._keys: list[str] = []
-
-    async def add(self, key: str) -> None:
-        self._keys.append(key)
-        if len(self._keys) >= _BATCH:
-            await self.flush()
-
-    async def flush(self) -> None:
-        batch, self._keys = self._keys, []
-        await self._driver._delete_keys(self._path, batch)
 
 
 @functools.cache
