@@ -90,6 +90,9 @@ def summarize(measures: list[Any]) -> list[dict[str, Any]]:
         observed = entry["registries"].get("cargobay-observed")
         if c and observed:
             entry["observed_ratio"] = _compare(observed, c)
+        peer_observed = entry["registries"].get("distribution-observed")
+        if d and peer_observed:
+            entry["peer_observed_ratio"] = _compare(peer_observed, d)
         out.append(entry)
     return out
 
@@ -406,25 +409,31 @@ def smallblob_table(measures: list[Any]) -> str:
 
 
 def observed_table(summary: list[dict[str, Any]]) -> str:
-    """`--observed` runs: Cargobay with metrics and JSON access logs (B) over Cargobay (A)."""
+    """`--observed` runs: each registry with metrics and JSON access logs (B) over itself
+    (A), and the CPU per request B adds, in microseconds."""
     lines = [
-        f"{'backend':<10} {'phase':<14} {'A thr':>9} {'B thr':>9} {'B/A':>6} {'paired':>6} "
-        f"{'A cpu':>7} {'B cpu':>7} {'B/A':>6}  per round A | B"
+        f"{'backend':<10} {'phase':<14} {'registry':<12} {'A thr':>9} {'B thr':>9} {'B/A':>6} "
+        f"{'paired':>6} {'A cpu':>7} {'B cpu':>7} {'B/A':>6} {'B-A us':>7}  per round A | B"
     ]
     for entry in summary:
-        ratio = entry.get("observed_ratio")
-        if ratio is None:
-            continue
-        a = entry["registries"]["cargobay"]
-        b = entry["registries"]["cargobay-observed"]
-        rounds = " ".join(f"{x:.0f}" for x in a["per_round"])
-        rounds += " | " + " ".join(f"{x:.0f}" for x in b["per_round"])
-        lines.append(
-            f"{entry['backend']:<10} {entry['phase']:<14} {_fmt(a['throughput']):>9} "
-            f"{_fmt(b['throughput']):>9} {_x(ratio['throughput']):>6} "
-            f"{_x(ratio['throughput_paired_median']):>6} {_fmt(a['cpu_ms_per_request'], 3):>7} "
-            f"{_fmt(b['cpu_ms_per_request'], 3):>7} {_x(ratio['cpu_ms_per_request']):>6}  {rounds}"
-        )
+        for name, key in (("distribution", "peer_observed_ratio"), ("cargobay", "observed_ratio")):
+            ratio = entry.get(key)
+            if ratio is None:
+                continue
+            a = entry["registries"][name]
+            b = entry["registries"][f"{name}-observed"]
+            added = None
+            if a["cpu_ms_per_request"] is not None and b["cpu_ms_per_request"] is not None:
+                added = 1000 * (b["cpu_ms_per_request"] - a["cpu_ms_per_request"])
+            rounds = " ".join(f"{x:.0f}" for x in a["per_round"])
+            rounds += " | " + " ".join(f"{x:.0f}" for x in b["per_round"])
+            lines.append(
+                f"{entry['backend']:<10} {entry['phase']:<14} {name:<12} "
+                f"{_fmt(a['throughput']):>9} {_fmt(b['throughput']):>9} "
+                f"{_x(ratio['throughput']):>6} {_x(ratio['throughput_paired_median']):>6} "
+                f"{_fmt(a['cpu_ms_per_request'], 3):>7} {_fmt(b['cpu_ms_per_request'], 3):>7} "
+                f"{_x(ratio['cpu_ms_per_request']):>6} {_fmt(added, 1):>7}  {rounds}"
+            )
     return "\n".join(lines)
 
 

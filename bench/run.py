@@ -45,9 +45,9 @@ from bench.workers import SATURATED, PhaseRun, run_phase
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REGISTRIES = ("distribution", "cargobay")
-#: With --observed: Cargobay as benchmarked (A) against Cargobay with metrics and JSON
-#: access logs on (B), instead of against Distribution.
-OBSERVED = ("cargobay", "cargobay-observed")
+#: With --observed: each registry as benchmarked (A) against itself with metrics and JSON
+#: access logs on (B). Distribution's B/A is the peer's price for the same features.
+OBSERVED = ("distribution", "distribution-observed", "cargobay", "cargobay-observed")
 #: Phases run on a fresh backend (push first: the others use what it pushed).
 INSTANCE_PHASES = ("push-mono", "push-chunked", "storm-get", "storm-head", "blob-pull",
                    "pull-sim", "blob-pull-redirect", "pull-sim-redirect", "memory")
@@ -211,7 +211,7 @@ class Bench:
 
     def _profiled(self, process: Process, kind: str, backend: str, phase: str,
                   rnd: int) -> Profiler | None:
-        if not (self.profile and kind in OBSERVED):  # Cargobay, observed (B) or not
+        if not (self.profile and kind.startswith("cargobay")):  # Cargobay, observed (B) or not
             return None
         path = RESULTS / f"{self.run_id}-profiles" / f"{backend}-{phase}-{kind}-r{rnd}.raw"
         profiler = Profiler(process.pid, path)
@@ -756,8 +756,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where backends live (default: a temp dir)")
     parser.add_argument("--output", type=Path, help="JSON results file")
     parser.add_argument("--observed", action="store_true",
-                        help="compare Cargobay with itself with metrics and JSON access logs on, "
-                             "instead of with Distribution (e.g. --phases storm-get)")
+                        help="compare each registry with itself with metrics and JSON access "
+                             "logs on (e.g. --phases storm-get)")
     args = parser.parse_args(argv)
 
     plan = Plan.quick() if args.quick else Plan.full()

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 CARGOBAY = VENV_BIN / "cargobay"
@@ -216,6 +217,7 @@ def cargobay(
 def distribution_config(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
     redirect: bool = False, proxy_remote: str = "", access_log: bool = False,
+    observed: bool = False,
 ) -> Path:
     """Write Distribution's configuration for `distribution(...)` (which see) and
     `docker-registry garbage-collect`."""
@@ -233,13 +235,22 @@ def distribution_config(
         }
     storage["delete"] = {"enabled": True}
     storage["maintenance"] = {"uploadpurging": {"enabled": False}}
-    config = {
+    config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": not access_log}},
         "http": {"addr": f"127.0.0.1:{port}"},
         "storage": storage,
         "health": {"storagedriver": {"enabled": False}},
     }
+    if observed:
+        # At INFO, Distribution logs one "response completed" line per request, with
+        # its fields (request id, method, URI, status, duration...): JSON lines like
+        # Cargobay's access lines. Its metrics are on its debug listener.
+        config["log"] = {"level": "info", "formatter": "json", "accesslog": {"disabled": True}}
+        config["http"]["debug"] = {
+            "addr": f"127.0.0.1:{free_port()}",
+            "prometheus": {"enabled": True, "path": "/metrics"},
+        }
     if proxy_remote:
         config["proxy"] = {"remoteurl": proxy_remote}
     path = workdir / f"distribution-{port}.yml"
@@ -255,16 +266,18 @@ def distribution_env() -> dict[str, str]:
 def distribution(
     workdir: Path, port: int, *, root: Path | None = None, s3: S3Target | None = None,
     redirect: bool = False, proxy_remote: str = "", access_log: bool = False,
-    log_name: str = "distribution",
+    log_name: str = "distribution", observed: bool = False,
 ) -> Process:
     """Distribution 2.8 with the background work a benchmark must not see turned off.
 
     With `proxy_remote`, a pull-through cache of that registry (`proxy.remoteurl`);
-    with `access_log`, every request is logged to `<log_name>.log`.
+    with `access_log`, every request is logged to `<log_name>.log`. `observed`: as
+    an operator would run it instead: Prometheus metrics on and a JSON line per
+    request, written to its log.
     """
     path = distribution_config(
         workdir, port, root=root, s3=s3, redirect=redirect, proxy_remote=proxy_remote,
-        access_log=access_log,
+        access_log=access_log, observed=observed,
     )
     return Process(
         log_name, [DISTRIBUTION, "serve", path], workdir / f"{log_name}.log",
@@ -274,10 +287,11 @@ def distribution(
 
 
 def registry(kind: str, workdir: Path, port: int, **kwargs: object) -> Process:
-    """`cargobay(...)`, `cargobay(..., observed=True)` or `distribution(...)` by name."""
-    if kind == "cargobay-observed":
-        return cargobay(workdir, port, observed=True, **kwargs)  # type: ignore[arg-type]
-    factory = {"cargobay": cargobay, "distribution": distribution}[kind]
+    """`cargobay(...)` or `distribution(...)` by name; `<name>-observed` with `observed=True`."""
+    name = kind.removesuffix("-observed")
+    factory = {"cargobay": cargobay, "distribution": distribution}[name]
+    if name != kind:
+        kwargs["observed"] = True
     return factory(workdir, port, **kwargs)  # type: ignore[arg-type]
 
 

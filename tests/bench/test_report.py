@@ -146,3 +146,40 @@ class TestDirectoryMemory:
         run = [_memory("distribution", 12.0, 152.0), _memory("cargobay", 44.0, 104.0)]
         assert _verdict(run, "filesystem", "memory", "rss-added")["status"] == "PASS"
         assert _verdict(run, "filesystem", "memory", "rss-abs")["status"] == "FAIL"
+
+
+def _storm(registry: str, req_s: float, cpu_ms: float) -> Measure:
+    return Measure(
+        "filesystem",
+        "storm-get",
+        registry,
+        1,
+        req_s,
+        "req/s",
+        cpu_ms_per_request=cpu_ms,
+        requests=1000,
+    )
+
+
+class TestObserved:
+    """`--observed`: each registry against itself with metrics and JSON lines on."""
+
+    RUN = [
+        _storm("distribution", 1000.0, 1.000),
+        _storm("distribution-observed", 950.0, 1.050),
+        _storm("cargobay", 10000.0, 0.100),
+        _storm("cargobay-observed", 8500.0, 0.115),
+    ]
+
+    def test_each_registry_is_compared_with_itself(self) -> None:
+        (entry,) = report.summarize(self.RUN)
+        assert entry["peer_observed_ratio"]["throughput"] == 0.95
+        assert entry["observed_ratio"]["throughput"] == 0.85
+        assert entry["observed_ratio"]["cpu_ms_per_request"] == 1.15
+
+    def test_the_table_gives_the_cpu_per_request_each_registry_adds(self) -> None:
+        table = report.observed_table(report.summarize(self.RUN))
+        rows = {line.split()[2]: line for line in table.splitlines()[1:]}
+        assert set(rows) == {"distribution", "cargobay"}
+        assert rows["distribution"].split()[9:11] == ["1.05x", "50.0"]
+        assert rows["cargobay"].split()[9:11] == ["1.15x", "15.0"]
