@@ -223,9 +223,10 @@ class S3Writer(FileWriter):
     async def _completed_before(self) -> bool:
         """Whether the object at the path is this writer's content, from a completed upload.
 
-        Compares the size and S3's multipart ETag: the MD5 of the parts' MD5s
-        (the tail, if still buffered, is the last part). With SSE-KMS or SSE-C
-        ETags are no MD5s, and this answers False.
+        Compares the size and S3's multipart ETag: the MD5 of the parts' ETags,
+        as recorded (the MD5 of a part's bytes, or what the server gave a copied
+        part; the tail, if still buffered, is the last part, by its MD5). With
+        SSE-KMS or SSE-C ETags are no MD5s, and this answers False.
         """
         driver = self._driver
         try:
