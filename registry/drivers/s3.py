@@ -528,7 +528,7 @@ class S3Driver(StorageDriver):
         except PathNotFound:
             return None
         try:
-            return decode_state(data)
+            return decode_state(data, response.get("ETag"))
         except ValueError as exc:
             raise StorageError(self.name, path, "unreadable writer state") from exc
 

@@ -16,6 +16,7 @@ stores it with one PutObject.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import struct
@@ -64,12 +65,14 @@ class WriterState:
 
     `tail` holds the bytes not yet uploaded. A file object, not bytes: botocore
     sends it in chunks, where bytes would be copied whole into the socket's
-    buffer.
+    buffer. `saved_etag` is the ETag of the object the state was loaded from
+    (None for a new one), whose first bytes are the tail.
     """
 
     upload_id: str | None
     parts: list[Part]
     tail: io.BytesIO
+    saved_etag: str | None = None
 
 
 def encode_state(state: WriterState) -> io.BytesIO:
@@ -90,8 +93,9 @@ def encode_state(state: WriterState) -> io.BytesIO:
     return body
 
 
-def decode_state(data: io.BytesIO) -> WriterState:
-    """The state `encode_state` wrote into `data`, whose tail it keeps; `ValueError` if garbled."""
+def decode_state(data: io.BytesIO, etag: str | None = None) -> WriterState:
+    """The state `encode_state` wrote into `data` (an object whose ETag is `etag`), whose
+    tail it keeps; `ValueError` if garbled."""
     try:
         end = data.seek(-_RECORD_LENGTH.size, io.SEEK_END)
         (length,) = _RECORD_LENGTH.unpack(data.read())
@@ -102,7 +106,7 @@ def decode_state(data: io.BytesIO) -> WriterState:
     except (ValueError, KeyError, TypeError, struct.error) as exc:
         raise ValueError("unreadable writer state") from exc
     data.truncate(start)
-    return WriterState(upload_id, parts, data)
+    return WriterState(upload_id, parts, data, etag)
 
 
 class S3Writer(FileWriter):
@@ -182,8 +186,8 @@ class S3Writer(FileWriter):
             await driver._put_object(self._path, driver.key(self._path), state.tail)
         else:
             try:
-                if self._buffered and self._saved and not self._changed:
-                    await self._copy_saved_tail(state.upload_id)
+                if self._buffered and not self._changed and state.saved_etag is not None:
+                    await self._copy_saved_tail(state.upload_id, state.saved_etag)
                 elif self._buffered:
                     await self._upload_tail()
                 with driver._errors(self._path):
@@ -223,10 +227,11 @@ class S3Writer(FileWriter):
     async def _completed_before(self) -> bool:
         """Whether the object at the path is this writer's content, from a completed upload.
 
-        Compares the size and S3's multipart ETag: the MD5 of the parts' ETags,
-        as recorded (the MD5 of a part's bytes, or what the server gave a copied
-        part; the tail, if still buffered, is the last part, by its MD5). With
-        SSE-KMS or SSE-C ETags are no MD5s, and this answers False.
+        Compares the size and S3's multipart ETag: the MD5 of the parts' MD5s
+        (the tail, if still buffered, is the last part). A tail copied from the
+        saved state may count by the state object's ETag instead: SeaweedFS gives
+        a copied part its source object's ETag, not the MD5 of the bytes copied.
+        With SSE-KMS or SSE-C ETags are no MD5s, and this answers False.
         """
         driver = self._driver
         try:
@@ -240,11 +245,15 @@ class S3Writer(FileWriter):
             md5s = [bytes.fromhex(part.etag.strip('"')) for part in self._state.parts]
         except ValueError:
             return False
+        expected = {_multipart_etag(md5s)}
         if self._buffered:
-            md5s.append(hashlib.md5(self._state.tail.getbuffer(), usedforsecurity=False).digest())
-        combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
-        expected = f'"{combined}-{len(md5s)}"'
-        return bool(response["ContentLength"] == self.size and response["ETag"] == expected)
+            tail = hashlib.md5(self._state.tail.getbuffer(), usedforsecurity=False).digest()
+            expected = {_multipart_etag([*md5s, tail])}
+            saved = self._state.saved_etag
+            if saved is not None:
+                with contextlib.suppress(ValueError):
+                    expected.add(_multipart_etag([*md5s, bytes.fromhex(saved.strip('"'))]))
+        return bool(response["ContentLength"] == self.size and response["ETag"] in expected)
 
     async def cancel(self) -> None:
         self._end()
@@ -253,34 +262,41 @@ class S3Writer(FileWriter):
         elif self._state.upload_id is not None:
             await self._driver._abort_upload(self._path, self._state.upload_id)
 
-    async def _copy_saved_tail(self, upload_id: str) -> None:
-        """Make the tail, unchanged since it was saved, the upload's last part with
-        UploadPartCopy from the saved state's first bytes.
+    async def _copy_saved_tail(self, upload_id: str, saved_etag: str) -> None:
+        """Make the tail, unchanged since it was loaded, the upload's last part with
+        UploadPartCopy from the saved state's first bytes, or upload it if the copy
+        is refused.
 
         The same part as `_upload_tail` would send, at a server-side copy's cost
-        instead of an upload's: on SeaweedFS a copy takes about a third of the time
-        a PUT does, and the last PATCH of every chunked push leaves such a tail.
-
-        The state is saved again, with the part and without the tail: the ETag a
-        server gives a copied part is not always the MD5 of its bytes (SeaweedFS
-        gives the source object's), and the completed upload's ETag is made of it,
-        so only the recorded ETag lets `_completed_before` recognise the upload.
+        instead of an upload's: on SeaweedFS half the CPU, and the last PATCH of
+        every chunked push leaves such a tail. The copy is refused if the state
+        object is no longer the one loaded (`CopySourceIfMatch`), and may be by
+        servers that copy byte ranges only of objects over 5 MB, as AWS documents:
+        the bytes in memory are then uploaded. `PathNotFound` (no such upload) is
+        raised. The saved state is left as it was: if the commit fails after the
+        copy, a later writer resumes from the tail, and its next part replaces
+        the copied one.
         """
         driver = self._driver
         number = self._next_part_number()
         bucket = driver.config.bucket
-        with driver._errors(self._path):
-            response = await driver._s3.upload_part_copy(
-                Bucket=bucket,
-                Key=driver.key(self._path),
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": bucket, "Key": driver._state_key(self._path)},
-                CopySourceRange=f"bytes=0-{self._buffered - 1}",
-            )
+        try:
+            with driver._errors(self._path):
+                response = await driver._s3.upload_part_copy(
+                    Bucket=bucket,
+                    Key=driver.key(self._path),
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": bucket, "Key": driver._state_key(self._path)},
+                    CopySourceRange=f"bytes=0-{self._buffered - 1}",
+                    CopySourceIfMatch=saved_etag,
+                )
+        except PathNotFound:
+            raise
+        except StorageError:
+            await self._upload_tail()
+            return
         self._add_part(Part(number, response["CopyPartResult"]["ETag"], self._buffered))
-        await driver._save_state(self._path, self._state)
-        self._state.tail = io.BytesIO()  # saving consumed it
 
     def _next_part_number(self) -> int:
         number = len(self._state.parts) + 1
@@ -311,3 +327,9 @@ class S3Writer(FileWriter):
                 Body=state.tail,
             )
         self._add_part(Part(number, response["ETag"], self._buffered))
+
+
+def _multipart_etag(md5s: list[bytes]) -> str:
+    """S3's ETag of a completed multipart upload whose parts have the MD5s `md5s`."""
+    combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
+    return f'"{combined}-{len(md5s)}"'

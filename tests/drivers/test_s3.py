@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -89,6 +90,13 @@ async def write_in_pieces(driver: S3Driver, path: str, data: bytes, sizes: list[
     for size in sizes:
         await writer.write(data[start : start + size])
         start += size
+    await writer.close()
+
+
+async def write_in_pieces_appended(driver: S3Driver, path: str, data: bytes) -> None:
+    """Write `data` to a writer resuming `path`, then close it: a later PATCH."""
+    writer = await driver.writer(path, append=True)
+    await writer.write(data)
     await writer.close()
 
 
@@ -424,13 +432,16 @@ class TestWriter:
                 await writer.commit()
             assert await restarted.get_content(UPLOAD) == data
 
-
     async def test_commit_that_copied_the_saved_tail_and_died_is_finished_by_the_next(
-        self, server: S3Server, config: S3Config, monkeypatch: pytest.MonkeyPatch
+        self, seaweedfs_s3: S3Server, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A PUT retried after the process died between assembling the upload and
-        removing the saved state succeeds: the state records the copied part's ETag
-        as the server gave it, which on SeaweedFS is not the MD5 of its bytes."""
+        removing the saved state succeeds, though SeaweedFS gives the copied tail the
+        state object's ETag, not the MD5 of the bytes copied.
+
+        On SeaweedFS only: moto answers 500, not S3's NoSuchUpload, for a part of a
+        completed upload."""
+        config = seaweedfs_s3.config(prefix=f"test-{uuid.uuid4().hex}")
         data = os.urandom(2 * PART + MiB)
         async with opened(config) as first:
             await write_in_pieces(first, UPLOAD, data, [len(data)])
@@ -448,7 +459,65 @@ class TestWriter:
             assert writer.size == len(data)
             await writer.commit()
             assert await restarted.get_content(UPLOAD) == data
-            assert keys(server, restarted.key(UPLOAD)) == [restarted.key(UPLOAD)]
+            assert keys(seaweedfs_s3, restarted.key(UPLOAD)) == [restarted.key(UPLOAD)]
+
+    async def test_a_push_goes_on_after_a_commit_that_failed_after_copying_the_tail(
+        self, s3: S3Driver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The copied part is under 5 MiB: a PATCH after the failed PUT must replace it,
+        not follow it, or no PUT could ever complete the upload."""
+        data = os.urandom(PART + 3 * MiB)
+        await write_in_pieces(s3, UPLOAD, data[: PART + MiB], [PART + MiB])
+        client = s3._s3
+        complete = client.complete_multipart_upload
+
+        async def unavailable(**params: Any) -> Any:
+            raise StorageError(s3.name, UPLOAD, "503 SlowDown")
+
+        monkeypatch.setattr(client, "complete_multipart_upload", unavailable)
+        writer = await s3.writer(UPLOAD, append=True)
+        with pytest.raises(StorageError, match="SlowDown"):
+            await writer.commit()
+        monkeypatch.setattr(client, "complete_multipart_upload", complete)
+        await write_in_pieces_appended(s3, UPLOAD, data[PART + MiB :])
+        writer = await s3.writer(UPLOAD, append=True)
+        await writer.commit()
+        assert await s3.get_content(UPLOAD) == data
+
+    async def test_a_refused_copy_of_the_tail_uploads_it(
+        self, s3: S3Driver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """AWS documents that it copies byte ranges only of objects over 5 MB."""
+        data = os.urandom(PART + MiB)
+        await write_in_pieces(s3, UPLOAD, data, [len(data)])
+
+        async def refused(**params: Any) -> Any:
+            raise StorageError(s3.name, UPLOAD, "UploadPartCopy failed: InvalidRequest")
+
+        monkeypatch.setattr(s3._s3, "upload_part_copy", refused)
+        writer = await s3.writer(UPLOAD, append=True)
+        await writer.commit_to("/blob")
+        assert await s3.get_content("/blob") == data
+
+    async def test_a_tail_saved_again_by_another_writer_is_not_copied(
+        self, seaweedfs_s3: S3Server
+    ) -> None:
+        """Two writers on one upload break the caller's promise, but the commit still
+        stores its own bytes: the copy asks for the state object it loaded (If-Match).
+
+        On SeaweedFS only: moto ignores the copy's preconditions."""
+        config = seaweedfs_s3.config(prefix=f"test-{uuid.uuid4().hex}")
+        data = os.urandom(PART + MiB)
+        async with opened(config) as s3:
+            await write_in_pieces(s3, UPLOAD, data, [len(data)])
+            writer = await s3.writer(UPLOAD, append=True)
+            state = await s3._load_state(UPLOAD)
+            assert state is not None
+            state.tail = io.BytesIO(os.urandom(MiB))
+            await s3._save_state(UPLOAD, state)
+            await writer.commit()
+            assert await s3.get_content(UPLOAD) == data
+
 
 class TestWalk:
     @pytest.mark.parametrize("wrapped", [False, True])
