@@ -410,10 +410,10 @@ def smallblob_table(measures: list[Any]) -> str:
 
 def observed_table(summary: list[dict[str, Any]]) -> str:
     """`--observed` runs: each registry with metrics and JSON access logs (B) over itself
-    (A), and the CPU per request B adds, in microseconds."""
+    (A), and the CPU per request B adds (`+us`: B's median less A's, in microseconds)."""
     lines = [
         f"{'backend':<10} {'phase':<14} {'registry':<12} {'A thr':>9} {'B thr':>9} {'B/A':>6} "
-        f"{'paired':>6} {'A cpu':>7} {'B cpu':>7} {'B/A':>6} {'B-A us':>7}  per round A | B"
+        f"{'paired':>6} {'A cpu':>7} {'B cpu':>7} {'B/A':>6} {'+us':>7}  per round A | B"
     ]
     for entry in summary:
         for name, key in (("distribution", "peer_observed_ratio"), ("cargobay", "observed_ratio")):
