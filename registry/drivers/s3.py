@@ -112,6 +112,9 @@ class S3Driver(StorageDriver):
             self._object_args["StorageClass"] = config.storage_class
         # Half the connection pool: the other half stays free for clients.
         self.bulk_concurrency = max(1, config.max_connections // 2)
+        # Whether UploadPartCopy copies byte ranges of objects under 5 MB, which AWS
+        # documents it does not: a writer's commit learns it (see S3Writer).
+        self.copies_small_ranges = True
         self._exits = contextlib.AsyncExitStack()
         self._client: Any = None
 

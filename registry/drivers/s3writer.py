@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
+from botocore.exceptions import ClientError
 
 from registry.drivers.base import FileWriter
 from registry.errors import PathNotFound, StorageError
@@ -272,12 +273,16 @@ class S3Writer(FileWriter):
         every chunked push leaves such a tail. The copy is refused if the state
         object is no longer the one loaded (`CopySourceIfMatch`), and may be by
         servers that copy byte ranges only of objects over 5 MB, as AWS documents:
-        the bytes in memory are then uploaded. `PathNotFound` (no such upload) is
-        raised. The saved state is left as it was: if the commit fails after the
-        copy, a later writer resumes from the tail, and its next part replaces
-        the copied one.
+        the bytes in memory are then uploaded, and after an `InvalidRequest` the
+        driver copies no more tails. `PathNotFound` (no such upload) is raised.
+        The saved state is left as it was: if the commit fails after the copy, a
+        later writer resumes from the tail, and its next part replaces the
+        copied one.
         """
         driver = self._driver
+        if not driver.copies_small_ranges:
+            await self._upload_tail()
+            return
         number = self._next_part_number()
         bucket = driver.config.bucket
         try:
@@ -293,7 +298,10 @@ class S3Writer(FileWriter):
                 )
         except PathNotFound:
             raise
-        except StorageError:
+        except StorageError as exc:
+            if _s3_code(exc) == "InvalidRequest":
+                # The server will refuse every such copy: ask it no more.
+                driver.copies_small_ranges = False
             await self._upload_tail()
             return
         self._add_part(Part(number, response["CopyPartResult"]["ETag"], self._buffered))
@@ -333,3 +341,11 @@ def _multipart_etag(md5s: list[bytes]) -> str:
     """S3's ETag of a completed multipart upload whose parts have the MD5s `md5s`."""
     combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
     return f'"{combined}-{len(md5s)}"'
+
+
+def _s3_code(error: StorageError) -> str | None:
+    """The S3 error code behind `error`, if S3 answered one."""
+    cause = error.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code"))
+    return None

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from botocore.exceptions import ClientError
 
 from registry.config import ConfigError, S3Config
 from registry.drivers.base import StorageDriver
@@ -484,20 +485,26 @@ class TestWriter:
         await writer.commit()
         assert await s3.get_content(UPLOAD) == data
 
-    async def test_a_refused_copy_of_the_tail_uploads_it(
+    async def test_a_refused_copy_of_the_tail_uploads_it_and_is_not_asked_again(
         self, s3: S3Driver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """AWS documents that it copies byte ranges only of objects over 5 MB."""
-        data = os.urandom(PART + MiB)
-        await write_in_pieces(s3, UPLOAD, data, [len(data)])
+        """AWS documents that it copies byte ranges only of objects over 5 MB: each
+        chunked push would pay a refused request before its upload."""
+        refusals: list[str] = []
 
         async def refused(**params: Any) -> Any:
-            raise StorageError(s3.name, UPLOAD, "UploadPartCopy failed: InvalidRequest")
+            refusals.append(params["Key"])
+            error = {"Code": "InvalidRequest", "Message": "The specified copy source is too small"}
+            raise ClientError({"Error": error}, "UploadPartCopy")
 
         monkeypatch.setattr(s3._s3, "upload_part_copy", refused)
-        writer = await s3.writer(UPLOAD, append=True)
-        await writer.commit_to("/blob")
-        assert await s3.get_content("/blob") == data
+        for push in ("/a", "/b"):
+            data = os.urandom(PART + MiB)
+            await write_in_pieces(s3, f"{push}/data", data, [len(data)])
+            writer = await s3.writer(f"{push}/data", append=True)
+            await writer.commit_to(f"{push}/blob")
+            assert await s3.get_content(f"{push}/blob") == data
+        assert refusals == [s3.key("/a/data")]
 
     async def test_a_tail_saved_again_by_another_writer_is_not_copied(
         self, seaweedfs_s3: S3Server
