@@ -11,7 +11,9 @@ it. `!` cannot occur in a driver path, so no path collides with such an object
 and `list` and `walk` skip it; it goes away with `commit()`, with `cancel()`
 and with a `delete` of a directory holding it, which also aborts its upload.
 Content that never fills a part never starts a multipart upload: `commit()`
-stores it with one PutObject.
+stores it with one PutObject. A commit makes a saved tail the last part by
+copying its byte range out of that object, so that a chunked push sends its
+bytes to storage once.
 """
 
 from __future__ import annotations
