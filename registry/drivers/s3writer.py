@@ -248,8 +248,9 @@ class S3Writer(FileWriter):
             md5s = [bytes.fromhex(part.etag.strip('"')) for part in self._state.parts]
         except ValueError:
             return False
-        expected = {_multipart_etag(md5s)}
-        if self._buffered:
+        if not self._buffered:
+            expected = {_multipart_etag(md5s)}
+        else:
             tail = hashlib.md5(self._state.tail.getbuffer(), usedforsecurity=False).digest()
             expected = {_multipart_etag([*md5s, tail])}
             saved = self._state.saved_etag
