@@ -9,20 +9,22 @@ from bench import report
 from bench.run import Measure
 
 
+def _requests(phase: str, registry: str, req_s: float, cpu_ms: float) -> Measure:
+    """One round of a request phase on the directory."""
+    return Measure(
+        "filesystem",
+        phase,
+        registry,
+        1,
+        req_s,
+        "req/s",
+        cpu_ms_per_request=cpu_ms,
+        requests=1000,
+    )
+
+
 def _measures(cpu: dict[str, float]) -> list[Measure]:
-    return [
-        Measure(
-            "filesystem",
-            "scale-storm-get",
-            registry,
-            1,
-            1000.0,
-            "req/s",
-            cpu_ms_per_request=ms,
-            requests=1000,
-        )
-        for registry, ms in cpu.items()
-    ]
+    return [_requests("scale-storm-get", registry, 1000.0, ms) for registry, ms in cpu.items()]
 
 
 def _verdicts(cpu: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -148,27 +150,14 @@ class TestDirectoryMemory:
         assert _verdict(run, "filesystem", "memory", "rss-abs")["status"] == "FAIL"
 
 
-def _storm(registry: str, req_s: float, cpu_ms: float) -> Measure:
-    return Measure(
-        "filesystem",
-        "storm-get",
-        registry,
-        1,
-        req_s,
-        "req/s",
-        cpu_ms_per_request=cpu_ms,
-        requests=1000,
-    )
-
-
 class TestObserved:
     """`--observed`: each registry against itself with metrics and JSON lines on."""
 
     RUN = [
-        _storm("distribution", 1000.0, 1.000),
-        _storm("distribution-observed", 950.0, 1.050),
-        _storm("cargobay", 10000.0, 0.100),
-        _storm("cargobay-observed", 8500.0, 0.115),
+        _requests("storm-get", "distribution", 1000.0, 1.000),
+        _requests("storm-get", "distribution-observed", 950.0, 1.050),
+        _requests("storm-get", "cargobay", 10000.0, 0.100),
+        _requests("storm-get", "cargobay-observed", 8500.0, 0.115),
     ]
 
     def test_each_registry_is_compared_with_itself(self) -> None:

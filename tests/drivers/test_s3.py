@@ -101,6 +101,23 @@ async def write_in_pieces_appended(driver: S3Driver, path: str, data: bytes) -> 
     await writer.close()
 
 
+async def commit_dying_before_the_state_goes(
+    config: S3Config, monkeypatch: pytest.MonkeyPatch, last: bytes
+) -> None:
+    """In a process of its own, resume the writer at `UPLOAD`, write `last` and commit;
+    the process dies once the upload is assembled, before its saved state is removed."""
+    async with opened(config) as crashing:
+        writer = await crashing.writer(UPLOAD, append=True)
+        await writer.write(last)
+
+        async def die(path: str) -> None:
+            raise StorageError(crashing.name, path, "killed")
+
+        monkeypatch.setattr(crashing, "_delete_state", die)
+        with pytest.raises(StorageError, match="killed"):
+            await writer.commit()
+
+
 def _counted(calls: list[str], name: str, method: Any) -> Any:
     """`method`, noting `name` in `calls` at each call."""
 
@@ -413,16 +430,7 @@ class TestWriter:
         data = os.urandom(2 * PART + MiB)
         async with opened(config) as first:
             await write_in_pieces(first, UPLOAD, data[: PART + MiB], [PART + MiB])
-        async with opened(config) as crashing:
-            writer = await crashing.writer(UPLOAD, append=True)
-            await writer.write(data[PART + MiB :])
-
-            async def die(path: str) -> None:
-                raise StorageError(crashing.name, path, "killed")
-
-            monkeypatch.setattr(crashing, "_delete_state", die)
-            with pytest.raises(StorageError, match="killed"):
-                await writer.commit()
+        await commit_dying_before_the_state_goes(config, monkeypatch, data[PART + MiB :])
         async with opened(config) as restarted:
             writer = await restarted.writer(UPLOAD, append=True)
             assert writer.size == PART + MiB  # the state predates the last write
@@ -446,15 +454,7 @@ class TestWriter:
         data = os.urandom(2 * PART + MiB)
         async with opened(config) as first:
             await write_in_pieces(first, UPLOAD, data, [len(data)])
-        async with opened(config) as crashing:
-            writer = await crashing.writer(UPLOAD, append=True)
-
-            async def die(path: str) -> None:
-                raise StorageError(crashing.name, path, "killed")
-
-            monkeypatch.setattr(crashing, "_delete_state", die)
-            with pytest.raises(StorageError, match="killed"):
-                await writer.commit()
+        await commit_dying_before_the_state_goes(config, monkeypatch, b"")
         async with opened(config) as restarted:
             writer = await restarted.writer(UPLOAD, append=True)
             assert writer.size == len(data)
